@@ -1,0 +1,22 @@
+"""Functions: programs that speak the line protocol, one worker process each."""
+
+from drop.function._logs import LogSink, StderrTail
+from drop.function._worker import (
+    DEFAULT_MAX_LINE,
+    Mode,
+    Worker,
+    WorkerConfig,
+    WorkerListener,
+    WorkerState,
+)
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "LogSink",
+    "Mode",
+    "StderrTail",
+    "Worker",
+    "WorkerConfig",
+    "WorkerListener",
+    "WorkerState",
+]

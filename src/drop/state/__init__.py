@@ -1,0 +1,1 @@
+"""Cluster state (key-value buckets); arrives with the node."""
