@@ -89,11 +89,7 @@ class Flow:
         order: list[str] = []
         while remaining:
             ready = next(
-                (
-                    n
-                    for n in remaining
-                    if all(s in order for s in self.spec.subscribers_of(n))
-                ),
+                (n for n in remaining if all(s in order for s in self.spec.subscribers_of(n))),
                 remaining[0],  # a cycle: fall back to declared order
             )
             order.append(ready)
@@ -171,7 +167,9 @@ class Flow:
 
     # -- wiring -------------------------------------------------------------------
 
-    def subscribe(self, pool: str, to: str, filter: str | None = None, to_all: bool = False) -> None:
+    def subscribe(
+        self, pool: str, to: str, filter: str | None = None, to_all: bool = False
+    ) -> None:
         """Let ``pool`` receive ``to``'s output lines that pass ``filter``."""
         self.unsubscribe(pool, to)
         sub = Subscription(to, self.pools[pool], filter, to_all)

@@ -58,7 +58,9 @@ def load_flow(path: str | Path, overrides: dict[str, str] | None = None) -> Load
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the flow file: {exc}") from None
-    return load_flow_text(text, source=str(path), base_dir=path.resolve().parent, overrides=overrides)
+    return load_flow_text(
+        text, source=str(path), base_dir=path.resolve().parent, overrides=overrides
+    )
 
 
 def load_flow_text(
@@ -107,16 +109,16 @@ def _plain(
             key = str(key_node.value)
             if key in out:
                 problems.append(
-                    f"{source}:{key_node.start_mark.line + 1}: {_show(path + (key,))}: "
+                    f"{source}:{key_node.start_mark.line + 1}: {_show((*path, key))}: "
                     "duplicate key; the earlier value would be silently lost"
                 )
                 continue
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, path + (key,), lines, problems, source)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _plain(value_node, (*path, key), lines, problems, source)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
-            _plain(item, path + (i,), lines, problems, source) for i, item in enumerate(node.value)
+            _plain(item, (*path, i), lines, problems, source) for i, item in enumerate(node.value)
         ]
     if node.tag == _NULL_TAG and node.style is None:
         return None
@@ -182,15 +184,19 @@ def _describe(err: Any, data: Any, lines: dict[_Path, int], source: str) -> str:
     path: _Path = ()
     node = data
     for part in err["loc"]:
-        if isinstance(node, dict) and part in node:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
             node = node[part]
             path += (part,)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            path += (part,)
-        elif isinstance(part, str) and isinstance(node, dict) and err["type"] in (
-            "missing",
-            "extra_forbidden",
+        elif (
+            isinstance(part, str)
+            and isinstance(node, dict)
+            and err["type"]
+            in (
+                "missing",
+                "extra_forbidden",
+            )
         ):
             path += (part,)
             break
@@ -209,7 +215,9 @@ def _line_of(path: _Path, lines: dict[_Path, int]) -> int:
     return lines.get(path, 1)
 
 
-def check_flow(spec: FlowSpec, lines: dict[_Path, int] | None = None, source: str = "<flow>") -> list[str]:
+def check_flow(
+    spec: FlowSpec, lines: dict[_Path, int] | None = None, source: str = "<flow>"
+) -> list[str]:
     """Problems a single field cannot see: names that must exist or be unique.
 
     Returns:
@@ -231,12 +239,15 @@ def check_flow(spec: FlowSpec, lines: dict[_Path, int] | None = None, source: st
         for j, sub in enumerate(pool.sub):
             if sub.name not in names:
                 at(("func", i, "sub", j, "name"), f"unknown pool {sub.name!r} (pools: {known})")
-    for key, value in (("entry", spec.entry), *((("output", n) for n in spec.output or []))):
+    for key, value in (("entry", spec.entry), *(("output", n) for n in spec.output or [])):
         if value is not None and value not in names:
             at((key,), f"unknown pool {value!r} (pools: {known})")
     for scenario, steps in spec.scenarios.items():
         for k, step in enumerate(steps):
             for name in step.pools_named():
                 if name not in names:
-                    at(("scenarios", scenario, k), f"{step.kind}: unknown pool {name!r} (pools: {known})")
+                    at(
+                        ("scenarios", scenario, k),
+                        f"{step.kind}: unknown pool {name!r} (pools: {known})",
+                    )
     return problems

@@ -209,13 +209,13 @@ STEP_KINDS = (
 class Step(_Model):
     """One step of a scenario, written as a one-key mapping::
 
-        - start_pool: parse
-        - subscribe: {pool: count, to: parse, filter: "label:fail", type: one}
-        - call: {pool: count, message: report, all: true}
-        - cast: {pool: parse, message: hello}
-        - scale: {pool: parse, size: 4}
-        - wait_idle: [parse, count]      # or null for every pool
-        - stop_pool: parse
+    - start_pool: parse
+    - subscribe: {pool: count, to: parse, filter: "label:fail", type: one}
+    - call: {pool: count, message: report, all: true}
+    - cast: {pool: parse, message: hello}
+    - scale: {pool: parse, size: 4}
+    - wait_idle: [parse, count]      # or null for every pool
+    - stop_pool: parse
     """
 
     kind: Literal[

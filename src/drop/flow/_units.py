@@ -33,9 +33,10 @@ def parse_duration(value: object, *, bare: str = "s") -> float:
     else:
         m = _DURATION.match(str(value))
         if m is None:
+            unit_name = "milliseconds" if bare == "ms" else "seconds"
             raise ValueError(
                 f"invalid duration {value!r}: write a number with a unit "
-                f"(500ms, 2s, 1m, 1h) or a bare number of {'milliseconds' if bare == 'ms' else 'seconds'}"
+                f"(500ms, 2s, 1m, 1h) or a bare number of {unit_name}"
             )
         number, unit = float(m.group(1)), m.group(2) or bare
     if number < 0:

@@ -19,6 +19,7 @@ per message: timeouts are checked by the pool's watchdog through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import resource
@@ -307,10 +308,8 @@ class Worker:
     def _signal_group(self, sig: int) -> None:
         if self.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     # -- sending ------------------------------------------------------------
 

@@ -95,9 +95,7 @@ class Pool:
         self.reason = ""
         self.stats = Stats()
         self.log = LogSink(None if log_dir is None else log_dir / f"{config.name}.log")
-        self.cache = (
-            ResultCache(config.cache_ttl, config.cache_size) if config.cache_ttl else None
-        )
+        self.cache = ResultCache(config.cache_ttl, config.cache_size) if config.cache_ttl else None
         self.results = ResultStore(config.retention, config.name)
         self.recent_errors: deque[str] = deque(maxlen=50)
         self._policy = RestartPolicy(
@@ -186,6 +184,7 @@ class Pool:
             return
         while len(self._slots) < size:
             await self._spawn(self._new_slot())
+
         def busy(s: _Slot) -> tuple[int, int]:
             rank = 0 if s.worker is None else 2 if s.worker.inflight else 1
             return rank, -s.index
@@ -282,7 +281,9 @@ class Pool:
             )
         return payload
 
-    def _dispatch(self, payload: bytes, fut: asyncio.Future[str] | None, strategy: Strategy) -> None:
+    def _dispatch(
+        self, payload: bytes, fut: asyncio.Future[str] | None, strategy: Strategy
+    ) -> None:
         if strategy is Strategy.FREE:
             worker = self._free_worker()
             if worker is not None:
@@ -485,7 +486,10 @@ class Pool:
     async def _spawn(self, slot: _Slot) -> None:
         cfg = self.config
         worker = Worker(
-            cfg.worker, name=f"{self.name}/{slot.index}", index=slot.index, listener=self,
+            cfg.worker,
+            name=f"{self.name}/{slot.index}",
+            index=slot.index,
+            listener=self,
             log=self.log,
         )
         slot.starting = True
@@ -497,9 +501,10 @@ class Pool:
                 self._after_exit(slot, str(exc), clean=False)
             return
         slot.starting = False
-        if self.state not in (PoolState.RUNNING, PoolState.DRAINING) or self._slots.get(
-            slot.index
-        ) is not slot:
+        if (
+            self.state not in (PoolState.RUNNING, PoolState.DRAINING)
+            or self._slots.get(slot.index) is not slot
+        ):
             await worker.stop(0.5)
             return
         slot.worker = worker
