@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-#: A compiled filter; ``None`` means every line.
-LineFilter = Callable[[str], bool] | None
+#: A compiled filter (a truthy result passes the line); ``None`` means every line.
+LineFilter = Callable[[str], object] | None
 
 
 def compile_filter(text: str | None) -> LineFilter:
@@ -29,7 +29,7 @@ def compile_filter(text: str | None) -> LineFilter:
         exact = f"tag:{label}"
         return lambda line: line.startswith(prefix) or line == exact
     if text.startswith("re:"):
-        return re.compile(text[3:]).search  # type: ignore[return-value]
+        return re.compile(text[3:]).search
     return lambda line: text in line
 
 

@@ -129,6 +129,11 @@ class _Pipes(asyncio.SubprocessProtocol):
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A quick function can exit before subprocess_exec returns: take the
+        # transport here so the exit callbacks always find it.
+        self._worker._attach(transport)  # type: ignore[arg-type]
+
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
             self._worker._on_stdout(data)
@@ -238,13 +243,17 @@ class Worker:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise WorkerCrashed(f"worker {self.name}: {self.exit_reason}") from None
-        self._transport = transport
-        self._stdin = transport.get_pipe_transport(0)  # type: ignore[assignment]
-        self.pid = transport.get_pid()
+        self._attach(transport)
         if self.state is WorkerState.STARTING:
             self.state = WorkerState.RUNNING
         if cfg.mode is Mode.STREAM:
             self._write(b"start\n")
+
+    def _attach(self, transport: asyncio.SubprocessTransport) -> None:
+        if self._transport is None:
+            self._transport = transport
+            self._stdin = transport.get_pipe_transport(0)  # type: ignore[assignment]
+            self.pid = transport.get_pid()
 
     @property
     def alive(self) -> bool:

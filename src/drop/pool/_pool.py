@@ -484,31 +484,34 @@ class Pool:
         task.add_done_callback(self._spawns.discard)
 
     async def _spawn(self, slot: _Slot) -> None:
-        cfg = self.config
         worker = Worker(
-            cfg.worker,
+            self.config.worker,
             name=f"{self.name}/{slot.index}",
             index=slot.index,
             listener=self,
             log=self.log,
         )
+        # In the slot before it starts: a function that exits at once is
+        # reported through worker_exited like any other exit.
+        slot.worker = worker
         slot.starting = True
         try:
             await worker.start()
         except WorkerCrashed as exc:
-            slot.starting = False
+            slot.worker = None
             if self.state is PoolState.RUNNING:
                 self._after_exit(slot, str(exc), clean=False)
             return
-        slot.starting = False
-        if (
-            self.state not in (PoolState.RUNNING, PoolState.DRAINING)
-            or self._slots.get(slot.index) is not slot
+        finally:
+            slot.starting = False
+        if self._slots.get(slot.index) is not slot or self.state not in (
+            PoolState.RUNNING,
+            PoolState.DRAINING,
         ):
             await worker.stop(0.5)
             return
-        slot.worker = worker
-        self._feed(slot)
+        if slot.worker is worker:
+            self._feed(slot)
 
     async def _retire(self, slot: _Slot) -> None:
         self._slots.pop(slot.index, None)
