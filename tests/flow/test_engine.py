@@ -27,7 +27,11 @@ PARITY = (
     "    print(('tag:even,' if n % 2 == 0 else 'tag:odd,') + str(n), flush=True)\n"
 )
 #: answers each line with "WORKER:LINE"
-WHO = "import os,sys\nfor l in sys.stdin: print(os.environ['DROP_WORKER'] + ':' + l.strip(), flush=True)\n"
+WHO = (
+    "import os, sys\n"
+    "for l in sys.stdin:\n"
+    "    print(os.environ['DROP_WORKER'] + ':' + l.strip(), flush=True)\n"
+)
 
 
 @pytest.fixture
@@ -53,7 +57,8 @@ async def test_label_subscription_delivers_only_matching_lines(
     flow = flows(
         f"name: f\nfunc:\n"
         f"  - name: parity\n    cmd: {PY} parity.py\n"
-        f"  - name: evens\n    cmd: {PY} who.py\n    sub:\n      - {{name: parity, filter: 'label:even'}}\n"
+        f"  - name: evens\n    cmd: {PY} who.py\n"
+        "    sub:\n      - {name: parity, filter: 'label:even'}\n"
     )
     seen: list[str] = []
     flow.add_output_listener(lambda pool, line: seen.append(line))

@@ -135,7 +135,10 @@ def test_duplicate_keys_and_pool_names_are_errors() -> None:
 
 
 def test_hash_strategy_needs_a_fixed_size() -> None:
-    text = "name: f\nfunc:\n  - name: a\n    cmd: cat\n    strategy: hash\n    size: {min: 1, max: 3}\n"
+    text = (
+        "name: f\nfunc:\n  - name: a\n    cmd: cat\n"
+        "    strategy: hash\n    size: {min: 1, max: 3}\n"
+    )
     with pytest.raises(SpecError, match="strategy hash needs a fixed size"):
         load_flow_text(text)
 
