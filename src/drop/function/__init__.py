@@ -4,6 +4,7 @@ from drop.function._logs import LogSink, StderrTail
 from drop.function._worker import (
     DEFAULT_MAX_LINE,
     Mode,
+    Reply,
     Worker,
     WorkerConfig,
     WorkerListener,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_MAX_LINE",
     "LogSink",
     "Mode",
+    "Reply",
     "StderrTail",
     "Worker",
     "WorkerConfig",

@@ -26,7 +26,7 @@ import resource
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from drop.errors import (
@@ -54,6 +54,10 @@ class Mode(enum.StrEnum):
     STREAM = "stream"
 
 
+_SYNC, _ASYNC, _STREAM = 0, 1, 2
+_KIND = {Mode.SYNC: _SYNC, Mode.ASYNC: _ASYNC, Mode.STREAM: _STREAM}
+
+
 class WorkerState(enum.StrEnum):
     """Where a worker is in its life (see the diagram at the top of the module)."""
 
@@ -70,7 +74,8 @@ class WorkerConfig:
     Attributes:
         argv: the command, already split; with ``shell`` a single string in argv[0].
         cwd: the folder the function runs in.
-        env: the whole environment (the pool adds ``DROP_WORKER`` per worker).
+        env: the whole environment (``DROP_WORKER`` is added per worker);
+            ``None`` inherits this process's.
         mode: sync, async or stream.
         concurrency: messages in flight per worker in async mode.
         max_line: longest line in bytes, either direction.
@@ -81,13 +86,24 @@ class WorkerConfig:
 
     argv: tuple[str, ...]
     cwd: str
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] | None = None
     mode: Mode = Mode.SYNC
     concurrency: int = 1
     max_line: int = DEFAULT_MAX_LINE
     memory_mb: int | None = None
     stop_timeout: float = 5.0
     shell: bool = False
+
+
+class Reply(Protocol):
+    """Where one message's outcome goes: an ``asyncio.Future[str]`` or anything
+    with the same three methods (a pool's batch collects into a list)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: str, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 class WorkerListener(Protocol):
@@ -119,6 +135,17 @@ def _describe_exit(returncode: int | None) -> str:
             name = f"signal {sig}"
         return f"killed by signal {sig} ({name})"
     return f"exited with status {returncode}"
+
+
+_OOM_WORDS = ("MemoryError", "Cannot allocate memory", "out of memory", "bad_alloc")
+
+
+def _looks_out_of_memory(returncode: int | None, tail: list[str]) -> bool:
+    # Under an address-space limit an allocation fails: runtimes print one of
+    # these and exit, or die on a signal (SIGSEGV, SIGABRT, SIGKILL).
+    if returncode is not None and returncode < 0:
+        return True
+    return any(word in line for line in tail for word in _OOM_WORDS)
 
 
 class _Pipes(asyncio.SubprocessProtocol):
@@ -170,6 +197,7 @@ class Worker:
         self.config = config
         self.name = name
         self.index = index
+        self._up = False
         self.state = WorkerState.STARTING
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -184,17 +212,22 @@ class Worker:
         self._skipping = False
         self._lines_out = 0
         # sync mode: the one message in flight (started == 0.0 means none)
-        self._cur_fut: asyncio.Future[str] | None = None
+        self._cur_fut: Reply | None = None
         self._cur_started = 0.0
         # async mode: ref -> (future, started); insertion order is age order
-        self._refs: dict[int, tuple[asyncio.Future[str] | None, float]] = {}
+        self._refs: dict[int, tuple[Reply | None, float]] = {}
         self._next_ref = 0
         self._expired: set[int] = set()
         self._kill_reason: str | None = None
         self._stopping = False
         self._exit_timer: asyncio.TimerHandle | None = None
         self._exited = asyncio.Event()
+        self._wbuf: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
         mode = config.mode
+        # Plain ints and bools on the hot path: enum member access is slow on 3.11.
+        self._kind = _KIND[mode]
+        self._concurrency = config.concurrency
         self._line = (
             self._sync_line
             if mode is Mode.SYNC
@@ -202,6 +235,16 @@ class Worker:
             if mode is Mode.ASYNC
             else self._stream_line
         )
+
+    @property
+    def state(self) -> WorkerState:
+        """Where the worker is in its life."""
+        return self._state
+
+    @state.setter
+    def state(self, value: WorkerState) -> None:
+        self._state = value
+        self._up = value is WorkerState.RUNNING
 
     # -- life ---------------------------------------------------------------
 
@@ -214,7 +257,7 @@ class Worker:
         """
         loop = asyncio.get_running_loop()
         cfg = self.config
-        env = dict(cfg.env)
+        env = dict(os.environ if cfg.env is None else cfg.env)
         env["DROP_WORKER"] = str(self.index)
         argv = ("/bin/sh", "-c", cfg.argv[0]) if cfg.shell else cfg.argv
         preexec: Callable[[], None] | None = None
@@ -258,25 +301,25 @@ class Worker:
     @property
     def alive(self) -> bool:
         """True while the worker takes messages."""
-        return self.state is WorkerState.RUNNING
+        return self._up
 
     @property
     def inflight(self) -> int:
         """Messages written to the worker and not yet answered."""
-        if self.config.mode is Mode.SYNC:
+        if self._kind == _SYNC:
             return 1 if self._cur_started else 0
         return len(self._refs)
 
     @property
     def free(self) -> bool:
         """True when the worker can take one more message now."""
-        if self.state is not WorkerState.RUNNING:
+        if not self._up:
             return False
-        mode = self.config.mode
-        if mode is Mode.SYNC:
+        kind = self._kind
+        if kind == _SYNC:
             return not self._cur_started
-        if mode is Mode.ASYNC:
-            return len(self._refs) < self.config.concurrency
+        if kind == _ASYNC:
+            return len(self._refs) < self._concurrency
         return True
 
     def stderr_tail(self, n: int = 5) -> list[str]:
@@ -298,6 +341,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while self.inflight and time.monotonic() < deadline and not self._exited.is_set():
             await asyncio.sleep(0.01)
+        if self._wbuf:
+            self._flush()
         if self._stdin is not None and not self._stdin.is_closing():
             self._stdin.close()
         try:
@@ -322,25 +367,38 @@ class Worker:
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, payload: bytes, fut: asyncio.Future[str] | None, started: float) -> None:
+    def send(self, payload: bytes, fut: Reply | None, started: float) -> None:
         """Write one message; the caller checked ``free``.
 
         ``payload`` has no newline (the pool checked). ``fut`` gets the result,
         or is ``None`` when nobody waits (casts and subscription deliveries).
         """
-        mode = self.config.mode
-        if mode is Mode.SYNC:
+        kind = self._kind
+        if kind == _SYNC:
             self._cur_fut = fut
             self._cur_started = started
             self._write(payload + b"\n")
-        elif mode is Mode.ASYNC:
+            return
+        if kind == _ASYNC:
             ref = self._next_ref = self._next_ref + 1
             self._refs[ref] = (fut, started)
-            self._write(b"%d::%b\n" % (ref, payload))
+            line = b"%d::%b\n" % (ref, payload)
         else:
-            self._write(payload + b"\n")
+            line = payload + b"\n"
             if fut is not None and not fut.done():
                 fut.set_result("")
+        # Many messages can go out in one loop turn (a batch, a burst of
+        # deliveries): gather them into one write, one wake-up of the worker.
+        wbuf = self._wbuf
+        wbuf.append(line)
+        if len(wbuf) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        wbuf = self._wbuf
+        data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
+        wbuf.clear()
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         stdin = self._stdin
@@ -351,13 +409,14 @@ class Worker:
     def write_buffer_size(self) -> int:
         """Bytes accepted but not yet taken by the process's stdin."""
         stdin = self._stdin
-        return 0 if stdin is None else stdin.get_write_buffer_size()
+        pending = sum(map(len, self._wbuf))
+        return pending if stdin is None else pending + stdin.get_write_buffer_size()
 
     # -- timeouts -----------------------------------------------------------
 
     def oldest_started(self) -> float:
         """Start time of the oldest message in flight, or 0.0 for none."""
-        if self.config.mode is Mode.SYNC:
+        if self._kind == _SYNC:
             return self._cur_started
         for _, started in self._refs.values():
             return started
@@ -370,7 +429,7 @@ class Worker:
         time), so it is killed and restarted. An async worker only loses the
         late refs; a late answer to one of them is dropped quietly.
         """
-        if self.config.mode is Mode.SYNC:
+        if self._kind == _SYNC:
             if self._cur_started and self._cur_started < deadline:
                 self.kill(f"timed out after {timeout:g}s")
             return
@@ -452,7 +511,7 @@ class Worker:
         self._cur_started = 0.0
         self._fail(fut, err, started)
 
-    def _fail(self, fut: asyncio.Future[str] | None, err: DropError, started: float) -> None:
+    def _fail(self, fut: Reply | None, err: DropError, started: float) -> None:
         if fut is not None and not fut.done():
             fut.set_exception(err)
         self._listener.worker_failed(self, err, started)
@@ -542,16 +601,20 @@ class Worker:
             self.returncode = self._transport.get_returncode()
             self._transport.close()
         reason = self._kill_reason or _describe_exit(self.returncode)
-        if self.config.memory_mb and self._kill_reason is None and self.returncode != 0:
-            reason += f" (memory limit {self.config.memory_mb} MiB)"
         tail = self._stderr.last_lines()
+        if (
+            self.config.memory_mb
+            and self._kill_reason is None
+            and _looks_out_of_memory(self.returncode, tail)
+        ):
+            reason += f" (memory limit {self.config.memory_mb} MiB)"
         detail = f"{reason}; last stderr: {' | '.join(tail)}" if tail else reason
         self.exit_reason = detail
         expected = self._stopping and self._kill_reason is None
         err_type: type[WorkerError] = WorkerGone if self._stopping else WorkerCrashed
         if self._kill_reason and self._kill_reason.startswith("timed out"):
             err_type = WorkerTimeout
-        pending: list[tuple[asyncio.Future[str] | None, float]] = []
+        pending: list[tuple[Reply | None, float]] = []
         if self._cur_started:
             pending.append((self._cur_fut, self._cur_started))
             self._cur_fut, self._cur_started = None, 0.0

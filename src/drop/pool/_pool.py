@@ -26,7 +26,7 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from drop.errors import (
     WorkerCrashed,
     WorkerTimeout,
 )
-from drop.function import LogSink, Mode, Worker
+from drop.function import LogSink, Mode, Reply, Worker
 from drop.pool._cache import ResultCache, ResultStore
 from drop.pool._config import PoolConfig, Strategy
 from drop.pool._restarts import RestartPolicy
@@ -48,8 +48,11 @@ from drop.pool._stats import PoolStats, Stats
 
 log = logging.getLogger(__name__)
 
-#: A message waiting for a worker: payload and the future of its caller (or None).
-_Item = tuple[bytes, "asyncio.Future[str] | None"]
+#: A message waiting for a worker: payload and where its outcome goes (or None).
+_Item = tuple[bytes, "Reply | None"]
+_FREE = Strategy.FREE
+_ALL = Strategy.ALL
+
 #: Called with each output line of the pool (results and stream lines).
 OutputListener = Callable[[str], None]
 #: Called with ``(pool name, error text)`` for each error event.
@@ -77,19 +80,62 @@ class _Slot:
     starting: bool = False
 
 
+class _Batch:
+    """The outcomes of one ``submit_batch``, filled in by its parts."""
+
+    __slots__ = ("future", "remaining", "results")
+
+    def __init__(self, future: asyncio.Future[list[str | DropError]], size: int) -> None:
+        self.future = future
+        self.remaining = size
+        self.results: list[str | DropError] = [""] * size
+
+
+class _Part:
+    """One message of a batch; quacks like the future a worker resolves."""
+
+    __slots__ = ("batch", "index", "settled")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self.batch = batch
+        self.index = index
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled or self.batch.future.done()
+
+    def set_result(self, result: str) -> None:
+        self._settle(result)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._settle(exception if isinstance(exception, DropError) else DropError(str(exception)))
+
+    def _settle(self, outcome: str | DropError) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        batch = self.batch
+        batch.results[self.index] = outcome
+        batch.remaining -= 1
+        if not batch.remaining and not batch.future.done():
+            batch.future.set_result(batch.results)
+
+
 class Pool:
     """An elastic pool of workers of one function.
 
     Args:
         config: the pool's settings.
         log_dir: where ``NAME.log`` (the workers' stderr) goes; ``None`` keeps no file.
-        node: this node's name, passed to workers as ``DROP_NODE``.
+        node: this node's name, for stats and refs (the flow puts ``DROP_NODE``
+            in the workers' environment).
     """
 
     def __init__(self, config: PoolConfig, *, log_dir: Path | None = None, node: str = "local"):
         self.config = config
         self.name = config.name
         self.node = node
+        self._open = False
         self.state = PoolState.PENDING
         #: Why the pool failed, or the last restart decision.
         self.reason = ""
@@ -117,8 +163,20 @@ class Pool:
         self._mode = config.worker.mode
         # stream workers never answer a message, so sends are not "in flight"
         self._counted = 0 if self._mode is Mode.STREAM else 1
+        self._sync = self._mode is Mode.SYNC
         self._max_line = config.worker.max_line
         self._size = config.size_min if config.strategy is Strategy.FREE else config.size_max
+
+    @property
+    def state(self) -> PoolState:
+        """Where the pool is in its life."""
+        return self._state
+
+    @state.setter
+    def state(self, value: PoolState) -> None:
+        self._state = value
+        # a plain bool for the hot path: enum member access is slow on 3.11
+        self._open = value is PoolState.RUNNING
 
     # -- life ---------------------------------------------------------------
 
@@ -212,7 +270,9 @@ class Pool:
                 fut.set_result(hit)
                 self.stats.ok += 1
                 return fut
-            fut.add_done_callback(lambda f: f.exception() or cache.put(message, f.result()))
+            fut.add_done_callback(
+                lambda f: f.cancelled() or f.exception() or cache.put(message, f.result())
+            )
         self._dispatch(payload, fut, strategy or self.config.strategy)
         return fut
 
@@ -237,6 +297,40 @@ class Pool:
             futs.append(fut)
         return list(await asyncio.gather(*futs))
 
+    def submit_batch(self, messages: Sequence[str]) -> asyncio.Future[list[str | DropError]]:
+        """Send many messages at once; the future gets every outcome, in order.
+
+        A message that cannot be sent (too long, holds a newline) gets its
+        error in its place and the others still go. This is the cheap way to
+        push many lines: one future per batch, not per message, and the
+        writes of one loop turn reach each worker together.
+
+        Raises:
+            PoolFull: the batch does not fit in the queue; nothing was sent.
+            PoolFailed, PoolStopped: the pool takes no messages.
+        """
+        if self._queued + len(messages) > self.config.queue:
+            self.stats.nomore += 1
+            raise PoolFull(
+                f"pool {self.name}: a batch of {len(messages)} does not fit in the queue "
+                f"({self._queued} of {self.config.queue} taken); send smaller batches"
+            )
+        loop = asyncio.get_running_loop()
+        batch = _Batch(loop.create_future(), len(messages))
+        strategy = self.config.strategy
+        check, dispatch = self._check, self._dispatch
+        for index, message in enumerate(messages):
+            part = _Part(batch, index)
+            try:
+                payload = check(message)
+            except (LineTooLong, ProtocolError) as exc:
+                part.set_exception(exc)
+                continue
+            dispatch(payload, part, strategy)
+        if not messages:
+            batch.future.set_result([])
+        return batch.future
+
     def cast(self, message: str, strategy: Strategy | None = None) -> None:
         """Send ``message`` without waiting; errors of the message become error events."""
         self._dispatch(self._check(message), None, strategy or self.config.strategy)
@@ -247,6 +341,9 @@ class Pool:
         ref = self.results.new_ref()
 
         def record(f: asyncio.Future[str]) -> None:
+            if f.cancelled():
+                self.results.done(ref, None, "cancelled")
+                return
             exc = f.exception()
             self.results.done(ref, None if exc else f.result(), str(exc) if exc else None)
 
@@ -264,8 +361,8 @@ class Pool:
             self._error(f"subscription delivery refused: {exc}")
 
     def _check(self, message: str) -> bytes:
-        state = self.state
-        if state is not PoolState.RUNNING:
+        if not self._open:
+            state = self.state
             if state is PoolState.FAILED:
                 raise PoolFailed(f"pool {self.name} failed: {self.reason}")
             raise PoolStopped(f"pool {self.name} is {state}; start it first")
@@ -281,10 +378,8 @@ class Pool:
             )
         return payload
 
-    def _dispatch(
-        self, payload: bytes, fut: asyncio.Future[str] | None, strategy: Strategy
-    ) -> None:
-        if strategy is Strategy.FREE:
+    def _dispatch(self, payload: bytes, fut: Reply | None, strategy: Strategy) -> None:
+        if strategy is _FREE:
             worker = self._free_worker()
             if worker is not None:
                 self._running += self._counted
@@ -293,7 +388,7 @@ class Pool:
             self._enqueue(self._queue, (payload, fut))
             self._maybe_grow()
             return
-        if strategy is Strategy.ALL:
+        if strategy is _ALL:
             for slot in list(self._slots.values()):
                 self._to_slot(slot, payload, fut)
                 fut = None  # the caller's future takes the first answer
@@ -313,7 +408,7 @@ class Pool:
             slot = random.choice(list(slots.values()))
         self._to_slot(slot, payload, fut)
 
-    def _to_slot(self, slot: _Slot, payload: bytes, fut: asyncio.Future[str] | None) -> None:
+    def _to_slot(self, slot: _Slot, payload: bytes, fut: Reply | None) -> None:
         worker = slot.worker
         if worker is not None and worker.free and not slot.backlog:
             self._running += self._counted
@@ -345,7 +440,7 @@ class Pool:
         for slot in self._slots.values():
             worker = slot.worker
             if worker is not None and worker.free and not slot.backlog:
-                if self._mode is Mode.SYNC:
+                if self._sync:
                     return worker
                 if best is None or worker.inflight < best.inflight:
                     best = worker
@@ -359,6 +454,8 @@ class Pool:
         while worker.free and (backlog or queue):
             payload, fut = backlog.popleft() if backlog else queue.popleft()
             self._queued -= 1
+            if fut is not None and fut.done():
+                continue  # the caller gave up (cancelled) while it waited
             self._running += self._counted
             worker.send(payload, fut, time.monotonic())
         if not worker.inflight:
@@ -374,7 +471,8 @@ class Pool:
         """A message was answered: count it, emit it, feed the worker."""
         stats = self.stats
         stats.ok += 1
-        stats.record(time.monotonic() - started)
+        now = time.monotonic()
+        stats.record(now - started)
         self._running -= 1
         if text and self._listeners:
             for listener in self._listeners:
@@ -384,7 +482,7 @@ class Pool:
             if slot is not None and slot.worker is worker:
                 self._feed(slot)
         elif not worker.inflight:
-            worker.idle_since = time.monotonic()
+            worker.idle_since = now
 
     def worker_failed(self, worker: Worker, error: DropError, started: float) -> None:
         """A message failed: count it and raise an error event."""
@@ -512,6 +610,8 @@ class Pool:
             return
         if slot.worker is worker:
             self._feed(slot)
+            if self._queue:
+                self._maybe_grow()
 
     async def _retire(self, slot: _Slot) -> None:
         self._slots.pop(slot.index, None)
