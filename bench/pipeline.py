@@ -16,6 +16,11 @@ b   a DROP sync pool (``Mode.SYNC``): with N workers, N caller coroutines each
 c   a DROP async pool (``Mode.ASYNC``, ``concurrency = --window``): one caller
     keeps a bounded window of ``--window`` x N submitted futures, so each worker
     has as many messages in flight as a2 gives each raw process.
+b'  the sync pool fed with ``submit_batch`` (about ``--window`` x N messages
+c'  submitted at a time, one future per batch) and the async pool fed the
+    same way: how batch runs, subscriptions and HTTP batch calls move lines.
+    A sync worker still has exactly one message in flight; the pool writes
+    the next one from inside the reply's callback, as a1 does.
 
 each with 1 and 2 workers (processes), and the ratios b/a1 and c/a2: the share of
 the raw ceiling that DROP keeps.
@@ -61,6 +66,7 @@ from pathlib import Path
 
 import uvloop
 
+from drop.errors import DropError
 from drop.function import Mode, WorkerConfig
 from drop.pool import Pool, PoolConfig
 
@@ -206,6 +212,23 @@ async def _sync_caller(pool: Pool, count: int) -> str:
     return last
 
 
+async def _batch_caller(pool: Pool, count: int, inflight: int) -> str:
+    """Keep about ``inflight`` messages submitted, as two alternating batches."""
+    chunk = max(1, inflight // 2)
+    pending: deque[asyncio.Future[list[str | DropError]]] = deque()
+    last: str | DropError = ""
+    sent = 0
+    while sent < count:
+        if len(pending) >= 2:
+            last = (await pending.popleft())[-1]
+        n = min(chunk, count - sent)
+        pending.append(pool.submit_batch([PAYLOAD] * n))
+        sent += n
+    for fut in pending:
+        last = (await fut)[-1]
+    return str(last)
+
+
 async def _window_caller(pool: Pool, count: int, window: int) -> str:
     """Keep at most ``window`` submitted futures; await the oldest to make room."""
     submit = pool.submit
@@ -239,6 +262,25 @@ async def run_drop_sync(workers: int, count: int, env: Mapping[str, str]) -> flo
         answers = await asyncio.gather(*(_sync_caller(pool, n) for n in shares))
         elapsed = time.perf_counter() - started
         _check(pool, count + workers, answers)
+    finally:
+        await pool.stop()
+    return count / elapsed
+
+
+async def run_drop_batch(
+    mode: Mode, workers: int, count: int, window: int, env: Mapping[str, str]
+) -> float:
+    """Messages/s of a pool fed with ``submit_batch``: ``window`` x N messages
+    submitted at a time. A sync worker still has one message in flight; the
+    pool hands it the next one from inside the reply's callback."""
+    pool = _pool(mode, workers, window, env)
+    try:
+        await pool.start()
+        await pool.call_all(PAYLOAD)  # warm-up: every worker answers once
+        started = time.perf_counter()
+        answer = await _batch_caller(pool, count, window * workers)
+        elapsed = time.perf_counter() - started
+        _check(pool, count + workers, [answer])
     finally:
         await pool.stop()
     return count / elapsed
@@ -311,11 +353,19 @@ def _cases(one: int, piped: int, window: int, env: Mapping[str, str]) -> list[Ca
         def c(n: int, w: int = w) -> Awaitable[float]:
             return run_drop_async(w, n, window, env)
 
+        def bb(n: int, w: int = w) -> Awaitable[float]:
+            return run_drop_batch(Mode.SYNC, w, n, window, env)
+
+        def cb(n: int, w: int = w) -> Awaitable[float]:
+            return run_drop_batch(Mode.ASYNC, w, n, window, env)
+
         cases += [
             Case("a1", "a1 raw, 1 in flight", w, one, a1),
-            Case("b", "b  DROP sync pool", w, one, b, baseline="a1"),
+            Case("b", "b  DROP sync pool, await each", w, one, b, baseline="a1"),
+            Case("bb", "b' DROP sync pool, submit_batch", w, one, bb, baseline="a1"),
             Case("a2", f"a2 raw, pipelined ({window}/proc)", w, piped, a2),
             Case("c", f"c  DROP async pool ({window}/worker)", w, piped, c, baseline="a2"),
+            Case("cb", "c' DROP async pool, submit_batch", w, piped, cb, baseline="a2"),
         ]
     return cases
 

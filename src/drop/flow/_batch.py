@@ -1,9 +1,10 @@
 """Batch runs: feed input lines to a flow's entry pool, drain, finish, report.
 
 This is ``drop run``'s engine, kept apart from the terminal so a node can
-run the same batch for an HTTP caller. Input is fed through a bounded window
-of futures; the feeder also waits while any pool's queue is over half full,
-so a slow pool downstream slows the input instead of overflowing.
+run the same batch for an HTTP caller. Input goes to the entry pool in chunks
+(``Pool.submit_batch``: one future per chunk), at most ``window`` lines in
+flight; the feeder also waits while any pool's queue is over half full, so a
+slow pool downstream slows the input instead of overflowing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from drop.errors import DropError, PoolFull
 from drop.flow._engine import Flow
 
 #: Messages in flight to the entry pool at most.
-DEFAULT_WINDOW = 512
+DEFAULT_WINDOW = 1024
+#: Input lines per ``submit_batch``: one future per chunk, not per line.
+_CHUNK = 256
 #: Error texts kept in the report; the rest are only counted.
 _KEPT_ERRORS = 20
 
@@ -118,16 +121,38 @@ async def _feed(
     on_progress: Callable[[int], None] | None,
 ) -> None:
     entry = flow.entry
-    pending: deque[tuple[int, asyncio.Future[str]]] = deque()
+    chunk_size = max(1, min(_CHUNK, window // 2))
+    # (number of the chunk's first input line, its outcomes)
+    pending: deque[tuple[int, asyncio.Future[list[str | DropError]]]] = deque()
 
     async def settle_oldest() -> None:
-        number, fut = pending.popleft()
+        first, fut = pending.popleft()
         try:
-            await fut
-        except DropError as exc:
+            outcomes = await fut
+        except DropError as exc:  # the pool failed or stopped under the whole chunk
             report.failed += 1
-            report.note(f"input line {number}: {exc}")
+            report.note(f"input lines from {first}: {exc}")
+            return
+        for offset, outcome in enumerate(outcomes):
+            if isinstance(outcome, DropError):
+                report.failed += 1
+                report.note(f"input line {first + offset}: {outcome}")
 
+    async def send(first: int, lines: list[str]) -> None:
+        while True:
+            try:
+                pending.append((first, entry.submit_batch(lines)))
+                break
+            except PoolFull:
+                if not pending:
+                    await asyncio.sleep(0.005)
+                    continue
+                await settle_oldest()
+        while len(pending) * chunk_size >= window or (pending and flow.crowded()):
+            await settle_oldest()
+
+    lines: list[str] = []
+    first = 1
     async for batch in batches:
         consumed = 0
         for raw in batch:
@@ -136,32 +161,24 @@ async def _feed(
             try:
                 line = raw.decode()
             except UnicodeDecodeError as exc:
+                # flush what came before, so line numbers of outcomes stay right
+                if lines:
+                    await send(first, lines)
+                    lines = []
                 report.failed += 1
                 report.note(f"input line {report.lines}: not UTF-8 at byte {exc.start}; skipped")
+                first = report.lines + 1
                 continue
-            while True:
-                try:
-                    fut = entry.submit(line)
-                    break
-                except PoolFull:
-                    if pending:
-                        await settle_oldest()
-                    else:
-                        await asyncio.sleep(0.005)
-                except DropError as exc:
-                    report.failed += 1
-                    report.note(f"input line {report.lines}: {exc}")
-                    fut = None
-                    break
-            if fut is not None:
-                pending.append((report.lines, fut))
-            if len(pending) >= window:
-                await settle_oldest()
-            while flow.crowded():
-                if pending:
-                    await settle_oldest()
-                else:
-                    await asyncio.sleep(0.002)
+            if not lines:
+                first = report.lines
+            lines.append(line)
+            if len(lines) >= chunk_size:
+                await send(first, lines)
+                lines = []
+        if lines:
+            # send what a slow producer gave us now, not when the chunk fills
+            await send(first, lines)
+            lines = []
         if on_progress is not None:
             on_progress(consumed)
     while pending:

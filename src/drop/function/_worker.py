@@ -148,34 +148,9 @@ def _looks_out_of_memory(returncode: int | None, tail: list[str]) -> bool:
     return any(word in line for line in tail for word in _OOM_WORDS)
 
 
-class _Pipes(asyncio.SubprocessProtocol):
-    """Routes the process's pipe callbacks to its worker."""
-
-    __slots__ = ("_worker",)
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A quick function can exit before subprocess_exec returns: take the
-        # transport here so the exit callbacks always find it.
-        self._worker._attach(transport)  # type: ignore[arg-type]
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            self._worker._on_stdout(data)
-        else:
-            self._worker._stderr.feed(data)
-
-    def process_exited(self) -> None:
-        self._worker._on_process_exited()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._worker._finish()
-
-
-class Worker:
-    """A handle on one function process.
+class Worker(asyncio.SubprocessProtocol):
+    """A handle on one function process (and the protocol of its pipes, so a
+    reply costs no extra hop).
 
     Args:
         config: how to start it.
@@ -228,6 +203,7 @@ class Worker:
         # Plain ints and bools on the hot path: enum member access is slow on 3.11.
         self._kind = _KIND[mode]
         self._concurrency = config.concurrency
+        self._max_line = config.max_line
         self._line = (
             self._sync_line
             if mode is Mode.SYNC
@@ -269,7 +245,7 @@ class Worker:
 
         try:
             transport, _ = await loop.subprocess_exec(
-                lambda: _Pipes(self),
+                lambda: self,
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -291,6 +267,25 @@ class Worker:
             self.state = WorkerState.RUNNING
         if cfg.mode is Mode.STREAM:
             self._write(b"start\n")
+
+    # -- pipe callbacks (asyncio.SubprocessProtocol) ----------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A quick function can exit before subprocess_exec returns: take the
+        # transport here so the exit callbacks always find it.
+        self._attach(transport)  # type: ignore[arg-type]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self._on_stdout(data)
+        else:
+            self._stderr.feed(data)
+
+    def process_exited(self) -> None:
+        self._on_process_exited()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
 
     def _attach(self, transport: asyncio.SubprocessTransport) -> None:
         if self._transport is None:
@@ -377,7 +372,9 @@ class Worker:
         if kind == _SYNC:
             self._cur_fut = fut
             self._cur_started = started
-            self._write(payload + b"\n")
+            stdin = self._stdin
+            if stdin is not None and not stdin.is_closing():
+                stdin.write(payload + b"\n")
             return
         if kind == _ASYNC:
             ref = self._next_ref = self._next_ref + 1
@@ -445,6 +442,12 @@ class Worker:
     # -- reading ------------------------------------------------------------
 
     def _on_stdout(self, data: bytes) -> None:
+        if self._kind == _SYNC and not self._buf and not self._skipping:
+            # the usual read in sync mode: exactly one whole answer
+            end = len(data) - 1
+            if end <= self._max_line and data.find(b"\n") == end:
+                self._sync_line(data[:end])
+                return
         if self._skipping:
             i = data.find(b"\n")
             if i < 0:
@@ -586,6 +589,7 @@ class Worker:
 
     def _on_process_exited(self) -> None:
         assert self._transport is not None
+        self._up = False
         self.returncode = self._transport.get_returncode()
         # Children the function started may still hold our pipes open.
         self._signal_group(signal.SIGKILL)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 #: A message waiting for a worker: payload and where its outcome goes (or None).
 _Item = tuple[bytes, "Reply | None"]
+_monotonic = time.monotonic
 _FREE = Strategy.FREE
 _ALL = Strategy.ALL
 
@@ -105,7 +106,14 @@ class _Part:
         return self.settled or self.batch.future.done()
 
     def set_result(self, result: str) -> None:
-        self._settle(result)
+        if self.settled:
+            return
+        self.settled = True
+        batch = self.batch
+        batch.results[self.index] = result
+        batch.remaining -= 1
+        if not batch.remaining and not batch.future.done():
+            batch.future.set_result(batch.results)
 
     def set_exception(self, exception: BaseException) -> None:
         self._settle(exception if isinstance(exception, DropError) else DropError(str(exception)))
@@ -315,18 +323,28 @@ class Pool:
                 f"pool {self.name}: a batch of {len(messages)} does not fit in the queue "
                 f"({self._queued} of {self.config.queue} taken); send smaller batches"
             )
-        loop = asyncio.get_running_loop()
-        batch = _Batch(loop.create_future(), len(messages))
+        if not self._open:
+            self._check("")  # raises PoolFailed or PoolStopped, naming the state
+        batch = _Batch(asyncio.get_running_loop().create_future(), len(messages))
         strategy = self.config.strategy
-        check, dispatch = self._check, self._dispatch
+        max_line = self._max_line
+        # A free pool with messages queued has no free worker (a worker that
+        # frees up takes from the queue at once), so the rest of the batch
+        # queues behind them without looking for one.
+        queue = self._queue if strategy is _FREE else None
+        dispatch = self._dispatch
         for index, message in enumerate(messages):
             part = _Part(batch, index)
-            try:
-                payload = check(message)
-            except (LineTooLong, ProtocolError) as exc:
-                part.set_exception(exc)
-                continue
-            dispatch(payload, part, strategy)
+            payload = message.encode()
+            if len(payload) > max_line or b"\n" in payload:
+                part.set_exception(self._invalid(payload))
+            elif queue:
+                queue.append((payload, part))
+                self._queued += 1
+            else:
+                dispatch(payload, part, strategy)
+        if queue:
+            self._maybe_grow()
         if not messages:
             batch.future.set_result([])
         return batch.future
@@ -367,16 +385,17 @@ class Pool:
                 raise PoolFailed(f"pool {self.name} failed: {self.reason}")
             raise PoolStopped(f"pool {self.name} is {state}; start it first")
         payload = message.encode()
+        if len(payload) > self._max_line or b"\n" in payload:
+            raise self._invalid(payload)
+        return payload
+
+    def _invalid(self, payload: bytes) -> ProtocolError:
         if len(payload) > self._max_line:
-            raise LineTooLong(
+            return LineTooLong(
                 f"pool {self.name}: message of {len(payload)} bytes is over max_line "
                 f"({self._max_line}); split it or raise max_line"
             )
-        if b"\n" in payload:
-            raise ProtocolError(
-                f"pool {self.name}: a message is one line; this one holds a newline"
-            )
-        return payload
+        return ProtocolError(f"pool {self.name}: a message is one line; this one holds a newline")
 
     def _dispatch(self, payload: bytes, fut: Reply | None, strategy: Strategy) -> None:
         if strategy is _FREE:
@@ -471,18 +490,32 @@ class Pool:
         """A message was answered: count it, emit it, feed the worker."""
         stats = self.stats
         stats.ok += 1
-        now = time.monotonic()
+        now = _monotonic()
         stats.record(now - started)
         self._running -= 1
         if text and self._listeners:
             for listener in self._listeners:
                 listener(text)
-        if self._queued:
-            slot = self._slots.get(worker.index)
-            if slot is not None and slot.worker is worker:
-                self._feed(slot)
-        elif not worker.inflight:
-            worker.idle_since = now
+        if not self._queued:
+            if not worker.inflight:
+                worker.idle_since = now
+            return
+        slot = self._slots.get(worker.index)
+        if slot is None or slot.worker is not worker:
+            return
+        if slot.backlog or not self._sync:
+            self._feed(slot)
+            return
+        # The common case, inlined: a sync worker just became free and the
+        # shared queue has work. Its send time is the reply's time.
+        queue = self._queue
+        while queue:
+            payload, fut = queue.popleft()
+            self._queued -= 1
+            if fut is None or not fut.done():
+                self._running += 1
+                worker.send(payload, fut, now)
+                return
 
     def worker_failed(self, worker: Worker, error: DropError, started: float) -> None:
         """A message failed: count it and raise an error event."""
