@@ -317,6 +317,18 @@ class Worker(asyncio.SubprocessProtocol):
             return len(self._refs) < self._concurrency
         return True
 
+    @property
+    def capacity(self) -> int:
+        """How many more messages the worker can take now."""
+        if not self._up:
+            return 0
+        kind = self._kind
+        if kind == _SYNC:
+            return 0 if self._cur_started else 1
+        if kind == _ASYNC:
+            return self._concurrency - len(self._refs)
+        return 1 << 30
+
     def stderr_tail(self, n: int = 5) -> list[str]:
         """The worker's last stderr lines."""
         return self._stderr.last_lines(n)
@@ -549,13 +561,15 @@ class Worker(asyncio.SubprocessProtocol):
     def _async_line(self, line: bytes | bytearray) -> None:
         self._lines_out += 1
         i = line.find(b"::")
-        ref_text = line[:i]
-        if i <= 0 or not ref_text.isdigit():
+        try:
+            ref = int(line[:i]) if i > 0 else -1
+        except ValueError:
+            ref = -1
+        if ref < 0:
             self._violation(
                 f"wrote output line {self._lines_out} without a REF:: prefix: {bytes(line[:80])!r}"
             )
             return
-        ref = int(ref_text)
         entry = self._refs.pop(ref, None)
         if entry is None:
             if ref in self._expired:

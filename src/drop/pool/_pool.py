@@ -333,16 +333,30 @@ class Pool:
         # queues behind them without looking for one.
         queue = self._queue if strategy is _FREE else None
         dispatch = self._dispatch
+        worker: Worker | None = None
+        room = 0
         for index, message in enumerate(messages):
             part = _Part(batch, index)
             payload = message.encode()
             if len(payload) > max_line or b"\n" in payload:
                 part.set_exception(self._invalid(payload))
+            elif queue is None:
+                dispatch(payload, part, strategy)
             elif queue:
                 queue.append((payload, part))
                 self._queued += 1
             else:
-                dispatch(payload, part, strategy)
+                # fill one free worker up to its capacity before looking again
+                if not room:
+                    worker = self._free_worker()
+                    room = 0 if worker is None else worker.capacity
+                if worker is not None and room:
+                    room -= 1
+                    self._running += self._counted
+                    worker.send(payload, part, _monotonic())
+                else:
+                    queue.append((payload, part))
+                    self._queued += 1
         if queue:
             self._maybe_grow()
         if not messages:
@@ -496,9 +510,8 @@ class Pool:
         if text and self._listeners:
             for listener in self._listeners:
                 listener(text)
+        worker.idle_since = now  # the watchdog only reads it once inflight is 0
         if not self._queued:
-            if not worker.inflight:
-                worker.idle_since = now
             return
         slot = self._slots.get(worker.index)
         if slot is None or slot.worker is not worker:
