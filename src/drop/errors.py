@@ -14,7 +14,9 @@
      │    ├── PoolFull        the bounded queue is full (counted as ``nomore``)
      │    ├── PoolFailed      restarts exhausted their budget; the pool takes no work
      │    └── PoolStopped     the pool is stopped or stopping
-     └── FlowError            a flow could not start, run a scenario or finish
+     ├── FlowError            a flow could not start, run a scenario or finish
+     └── StateError           the state store failed (NATS down, bad key)
+          └── StateConflict   a compare-and-set lost: the key changed meanwhile
 
 Lower-level exceptions (``OSError`` from spawning, ``UnicodeDecodeError`` from a
 worker's output) are translated inside ``drop.function`` and never escape raw.
@@ -83,6 +85,14 @@ class FlowError(DropError):
     """A flow could not start, run a scenario, or finish."""
 
 
+class StateError(DropError):
+    """The state store failed: NATS unreachable, a bad key, a broken bucket."""
+
+
+class StateConflict(StateError):
+    """A compare-and-set lost: the key was created or changed meanwhile."""
+
+
 __all__ = [
     "DropError",
     "FlowError",
@@ -93,6 +103,8 @@ __all__ = [
     "PoolStopped",
     "ProtocolError",
     "SpecError",
+    "StateConflict",
+    "StateError",
     "WorkerCrashed",
     "WorkerError",
     "WorkerGone",
