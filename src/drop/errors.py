@@ -15,6 +15,8 @@
      │    ├── PoolFailed      restarts exhausted their budget; the pool takes no work
      │    └── PoolStopped     the pool is stopped or stopping
      ├── FlowError            a flow could not start, run a scenario or finish
+     ├── NotFound             no flow, pool, scenario or ref of that name
+     ├── Conflict             the name is taken (a pool of another flow, say)
      └── StateError           the state store failed (NATS down, bad key)
           └── StateConflict   a compare-and-set lost: the key changed meanwhile
 
@@ -85,6 +87,14 @@ class FlowError(DropError):
     """A flow could not start, run a scenario, or finish."""
 
 
+class NotFound(DropError):
+    """No flow, pool, scenario or ref of that name."""
+
+
+class Conflict(DropError):
+    """The name is taken, or the object is in a state that forbids the action."""
+
+
 class StateError(DropError):
     """The state store failed: NATS unreachable, a bad key, a broken bucket."""
 
@@ -94,9 +104,11 @@ class StateConflict(StateError):
 
 
 __all__ = [
+    "Conflict",
     "DropError",
     "FlowError",
     "LineTooLong",
+    "NotFound",
     "PoolError",
     "PoolFailed",
     "PoolFull",

@@ -18,16 +18,40 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-flow_app = typer.Typer(help="Check flow files.", no_args_is_help=True)
-app.add_typer(flow_app, name="flow")
+from drop.cli import _remote, _up  # noqa: E402 - the app above is theirs to extend
+
+flow_app = _remote.flow_app
+app.add_typer(flow_app, name="flow", help="Check, install and manage flows.")
+app.add_typer(_remote.pool_app, name="pool")
+app.add_typer(_remote.node_app, name="node")
+app.command()(_up.up)
+app.command()(_remote.login)
+app.command()(_remote.call)
+app.command()(_remote.cast)
+app.command()(_remote.events)
 
 
-def default_data_dir() -> Path:
-    """``$DROP_DATA_DIR``, else ``$XDG_DATA_HOME/drop``, else ``~/.local/share/drop``."""
-    if env := os.environ.get("DROP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "drop"
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="URL of the node (default $DROP_NODE or 127.0.0.1:8081)."),
+    ] = None,
+) -> None:
+    if node is None:
+        env = os.environ.get("DROP_NODE", "")
+        # inside a worker DROP_NODE is the node's name, not a URL
+        node = env if "://" in env else None
+    ctx.obj = {"node": node}
+
+
+def run_data_dir() -> Path:
+    """Where ``drop run`` keeps worker logs: ``$DROP_DATA_DIR``, else the node's default."""
+    from drop.node import default_data_dir
+
+    env = os.environ.get("DROP_DATA_DIR")
+    return Path(env) if env else default_data_dir()
 
 
 def _parse_sets(sets: list[str]) -> dict[str, str]:
@@ -70,7 +94,7 @@ def run(
 
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        code = run_flow(flow_file, input, _parse_sets(set_), data_dir or default_data_dir(), show)
+        code = run_flow(flow_file, input, _parse_sets(set_), data_dir or run_data_dir(), show)
     except SpecError as exc:
         typer.echo(f"drop run: invalid flow:\n{exc}", err=True)
         raise typer.Exit(RET_USAGE) from None

@@ -278,6 +278,7 @@ class FlowSpec(_Model):
 
     name: str = Field(pattern=_NAME)
     priority: str | None = None
+    public: bool = False
     vars: dict[str, str] = Field(default_factory=dict)
     entry: str | None = None
     output: list[str] | None = None

@@ -25,10 +25,11 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from drop._proc import die_with_parent
 from drop.errors import (
     DropError,
     LineTooLong,
@@ -236,11 +237,11 @@ class Worker(asyncio.SubprocessProtocol):
         env = dict(os.environ if cfg.env is None else cfg.env)
         env["DROP_WORKER"] = str(self.index)
         argv = ("/bin/sh", "-c", cfg.argv[0]) if cfg.shell else cfg.argv
-        preexec: Callable[[], None] | None = None
-        if cfg.memory_mb:
-            limit = cfg.memory_mb * 1024 * 1024
+        limit = cfg.memory_mb * 1024 * 1024 if cfg.memory_mb else 0
 
-            def preexec() -> None:
+        def preexec() -> None:
+            die_with_parent(signal.SIGKILL)
+            if limit:
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         try:

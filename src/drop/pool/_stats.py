@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 #: Latencies kept for percentiles (a power of two: the index is masked).
 _RING = 4096
+#: Histogram buckets: bucket k counts latencies below 2**k microseconds.
+HIST_BUCKETS = 27
 
 
 class Stats:
@@ -16,7 +18,17 @@ class Stats:
     computed only when someone asks.
     """
 
-    __slots__ = ("_ring", "_slot", "error", "nomore", "ok", "restarts", "timeout")
+    __slots__ = (
+        "_ring",
+        "_slot",
+        "error",
+        "hist",
+        "latency_sum",
+        "nomore",
+        "ok",
+        "restarts",
+        "timeout",
+    )
 
     def __init__(self) -> None:
         self.ok = 0
@@ -26,11 +38,17 @@ class Stats:
         self.restarts = 0
         self._ring = array("d", bytes(8 * _RING))
         self._slot = 0
+        #: counts per power-of-two bucket of microseconds (for /metrics)
+        self.hist = [0] * HIST_BUCKETS
+        self.latency_sum = 0.0
 
     def record(self, seconds: float) -> None:
         """Record one answered message's latency."""
         self._ring[self._slot & (_RING - 1)] = seconds
         self._slot += 1
+        # bit_length of the microseconds: a bucket without a search
+        self.hist[min(int(seconds * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
+        self.latency_sum += seconds
 
     def percentiles(self) -> tuple[float, float]:
         """p50 and p99 latency in seconds over the recent samples (0.0 if none)."""
