@@ -33,6 +33,7 @@ test-fast:
 
 bench: $(STAMP)
 	$(PY) bench/pipeline.py
+	$(PY) bench/http_bench.py   # needs wrk (apt-get install wrk)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """The node's HTTP API: the FastAPI app, its auth, and errors as statuses."""
 
-from drop.api._app import NodeHandle, create_app
+from drop.api._app import NodeHandle, create_app, create_asgi
 from drop.api._auth import Auth, AuthError, IssuedToken, Principal, Role
 from drop.api._errors import status_of
 
@@ -12,5 +12,6 @@ __all__ = [
     "Principal",
     "Role",
     "create_app",
+    "create_asgi",
     "status_of",
 ]

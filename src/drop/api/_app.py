@@ -16,16 +16,20 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import Body, FastAPI, Query, Request, Response, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from drop import __version__
-from drop.api._auth import Auth, AuthError, Principal, Role
+from drop.api._auth import Auth, AuthError, Role
+from drop.api._calls import Forbidden, TooLarge, Unauthorized, authorize, parse_message
 from drop.api._errors import drop_error_handler, error_body, status_of
+from drop.api._fast import FastCalls
 from drop.api._metrics import metrics_text
 from drop.bus import compile_filter
-from drop.errors import DropError, NotFound, PoolStopped, ProtocolError
+from drop.errors import DropError, NotFound, PoolStopped, ProtocolError, SpecError
 from drop.pool import Pool
 
 #: Events buffered per SSE client before the slowest lines are dropped.
@@ -66,6 +70,12 @@ Creds = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
+def create_asgi(node: NodeHandle) -> FastCalls:
+    """The ASGI application a node serves: the fast call path in front of
+    ``create_app(node)``."""
+    return FastCalls(create_app(node), node)
+
+
 def create_app(node: NodeHandle) -> FastAPI:
     """The FastAPI application of ``node``."""
     app = FastAPI(
@@ -76,60 +86,45 @@ def create_app(node: NodeHandle) -> FastAPI:
     app.add_exception_handler(DropError, drop_error_handler)
     registry = node.registry
 
-    async def principal(creds: HTTPAuthorizationCredentials | None) -> Principal:
-        if creds is None or not creds.credentials:
-            raise _Unauthorized("a bearer token is required: POST /v1/auth/login")
-        try:
-            return await node.auth.verify(creds.credentials)
-        except AuthError as exc:
-            raise _Unauthorized(str(exc)) from None
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler answers 500 when an error holds the raw bytes of
+        # a body that is not UTF-8 (any route with a body, login included)
+        text = {bytes: lambda b: b.decode("utf-8", "backslashreplace")}
+        errors = jsonable_encoder(exc.errors(), custom_encoder=text)
+        return JSONResponse({"detail": errors}, status_code=422)
 
     async def need(
         creds: HTTPAuthorizationCredentials | None, role: Role, flow: str | None = None
     ) -> None:
-        who = await principal(creds)
-        if not who.allows(role, flow):
-            scope = f" on flow {flow}" if flow else ""
-            raise _Forbidden(f"user {who.user} ({who.role}) may not do this{scope}; needs {role}")
+        await authorize(node.auth, creds.credentials if creds else None, role, flow)
 
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
         return JSONResponse(
             {"error": "Unauthorized", "message": str(exc)},
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    @app.exception_handler(_Forbidden)
-    async def forbidden(request: Request, exc: _Forbidden) -> JSONResponse:
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
         return JSONResponse({"error": "Forbidden", "message": str(exc)}, status_code=403)
 
     async def read_message(request: Request) -> tuple[str, bool]:
         """The message of a call: a text body, or JSON ``{"message": ...}``."""
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > node.max_body:
-            raise _TooLarge(f"body of {length} bytes is over the limit of {node.max_body}")
+            raise TooLarge(f"body of {length} bytes is over the limit of {node.max_body}")
         raw = b""
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > node.max_body:
-                raise _TooLarge(f"body is over the limit of {node.max_body} bytes")
-        try:
-            text = raw.decode()
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"the body is not UTF-8 (byte {exc.start})") from None
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise ProtocolError(f"the JSON body does not parse: {exc}") from None
-            if not isinstance(data, dict) or not isinstance(data.get("message"), str):
-                raise ProtocolError('a JSON body is {"message": "..."}')
-            return data["message"], True
-        return text.removesuffix("\n"), False
+                raise TooLarge(f"body is over the limit of {node.max_body} bytes")
+        return parse_message(raw, request.headers.get("content-type", ""))
 
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, exc: TooLarge) -> JSONResponse:
         return JSONResponse({"error": "TooLarge", "message": str(exc)}, status_code=413)
 
     async def invoke(
@@ -137,7 +132,10 @@ def create_app(node: NodeHandle) -> FastAPI:
     ) -> Response:
         message, as_json = await read_message(request)
         if batch:
-            outcomes = await pool.submit_batch(message.splitlines())
+            # lines end at "\n" (or "\r\n"), as for `drop run`: str.splitlines
+            # would also split at \f, U+2028..., breaking one outcome per line
+            messages = [m.removesuffix("\r") for m in message.split("\n")] if message else []
+            outcomes = await pool.submit_batch(messages)
             lines = []
             for outcome in outcomes:
                 if isinstance(outcome, DropError):
@@ -325,7 +323,10 @@ def create_app(node: NodeHandle) -> FastAPI:
         folder = base_dir or str(Path(node.info()["data_dir"]))
         if not Path(folder).is_dir():
             raise NotFound(f"base_dir {folder!r} is not a folder on node {node.name}")
-        inst = await registry.install(yaml_text, folder, replace=replace)
+        try:
+            inst = await registry.install(yaml_text, folder, replace=replace)
+        except RecursionError:  # was a 500
+            raise SpecError("body: the YAML nests too deep, or an alias holds itself") from None
         if start:
             inst = await registry.start(inst.name)
         return flow_info(inst)
@@ -446,7 +447,7 @@ def create_app(node: NodeHandle) -> FastAPI:
         try:
             issued = await node.auth.login(body.secret, body.ttl)
         except AuthError as exc:
-            raise _Unauthorized(str(exc)) from None
+            raise Unauthorized(str(exc)) from None
         return {
             "token": issued.token,
             "id": issued.id,
@@ -499,15 +500,3 @@ def create_app(node: NodeHandle) -> FastAPI:
         return Response(body, media_type=content_type)
 
     return app
-
-
-class _Unauthorized(Exception):
-    pass
-
-
-class _Forbidden(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass

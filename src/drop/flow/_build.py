@@ -55,6 +55,7 @@ def pool_config(
             env=env,
             mode=spec.mode,
             concurrency=spec.concurrency if spec.mode is Mode.ASYNC else 1,
+            pipeline=spec.pipeline if spec.mode is Mode.SYNC else 1,
             max_line=spec.max_line,
             memory_mb=spec.memory,
             stop_timeout=spec.stop_timeout,

@@ -144,6 +144,7 @@ class PoolSpec(_Model):
     strategy: Strategy = Strategy.FREE
     key: str | None = None
     concurrency: int = Field(16, ge=1)
+    pipeline: int = Field(1, ge=1, le=1024)
     timeout: Millis | None = 10.0
     memory: int | None = Field(None, ge=1)
     max_line: Bytes = DEFAULT_MAX_LINE

@@ -25,6 +25,7 @@ import os
 import resource
 import signal
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,6 +80,8 @@ class WorkerConfig:
             ``None`` inherits this process's.
         mode: sync, async or stream.
         concurrency: messages in flight per worker in async mode.
+        pipeline: messages in flight per worker in sync mode; answers still
+            come in order, one per line (1: one at a time).
         max_line: longest line in bytes, either direction.
         memory_mb: address-space limit in MiB, or ``None``.
         stop_timeout: seconds between EOF and the kill on a polite stop.
@@ -90,6 +93,7 @@ class WorkerConfig:
     env: Mapping[str, str] | None = None
     mode: Mode = Mode.SYNC
     concurrency: int = 1
+    pipeline: int = 1
     max_line: int = DEFAULT_MAX_LINE
     memory_mb: int | None = None
     stop_timeout: float = 5.0
@@ -190,6 +194,9 @@ class Worker(asyncio.SubprocessProtocol):
         # sync mode: the one message in flight (started == 0.0 means none)
         self._cur_fut: Reply | None = None
         self._cur_started = 0.0
+        # sync mode with pipeline > 1: the messages sent after the current one
+        self._pipe: deque[tuple[Reply | None, float]] = deque()
+        self._pipeline = config.pipeline
         # async mode: ref -> (future, started); insertion order is age order
         self._refs: dict[int, tuple[Reply | None, float]] = {}
         self._next_ref = 0
@@ -303,7 +310,7 @@ class Worker(asyncio.SubprocessProtocol):
     def inflight(self) -> int:
         """Messages written to the worker and not yet answered."""
         if self._kind == _SYNC:
-            return 1 if self._cur_started else 0
+            return (1 if self._cur_started else 0) + len(self._pipe)
         return len(self._refs)
 
     @property
@@ -313,7 +320,7 @@ class Worker(asyncio.SubprocessProtocol):
             return False
         kind = self._kind
         if kind == _SYNC:
-            return not self._cur_started
+            return not self._cur_started or len(self._pipe) + 1 < self._pipeline
         if kind == _ASYNC:
             return len(self._refs) < self._concurrency
         return True
@@ -325,7 +332,7 @@ class Worker(asyncio.SubprocessProtocol):
             return 0
         kind = self._kind
         if kind == _SYNC:
-            return 0 if self._cur_started else 1
+            return self._pipeline - (1 if self._cur_started else 0) - len(self._pipe)
         if kind == _ASYNC:
             return self._concurrency - len(self._refs)
         return 1 << 30
@@ -383,8 +390,11 @@ class Worker(asyncio.SubprocessProtocol):
         """
         kind = self._kind
         if kind == _SYNC:
-            self._cur_fut = fut
-            self._cur_started = started
+            if self._cur_started:
+                self._pipe.append((fut, started))
+            else:
+                self._cur_fut = fut
+                self._cur_started = started
             stdin = self._stdin
             if stdin is not None and not stdin.is_closing():
                 stdin.write(payload + b"\n")
@@ -523,9 +533,15 @@ class Worker(asyncio.SubprocessProtocol):
         if not started:
             self._violation(f"wrote a line with no message in flight ({err})")
             return
-        self._cur_fut = None
-        self._cur_started = 0.0
+        self._next_in_pipe()
         self._fail(fut, err, started)
+
+    def _next_in_pipe(self) -> None:
+        if self._pipe:
+            self._cur_fut, self._cur_started = self._pipe.popleft()
+        else:
+            self._cur_fut = None
+            self._cur_started = 0.0
 
     def _fail(self, fut: Reply | None, err: DropError, started: float) -> None:
         if fut is not None and not fut.done():
@@ -548,8 +564,11 @@ class Worker(asyncio.SubprocessProtocol):
             )
             return
         fut = self._cur_fut
-        self._cur_fut = None
-        self._cur_started = 0.0
+        if self._pipe:
+            self._cur_fut, self._cur_started = self._pipe.popleft()
+        else:
+            self._cur_fut = None
+            self._cur_started = 0.0
         try:
             text = line.decode()
         except UnicodeDecodeError as exc:
@@ -637,6 +656,8 @@ class Worker(asyncio.SubprocessProtocol):
         if self._cur_started:
             pending.append((self._cur_fut, self._cur_started))
             self._cur_fut, self._cur_started = None, 0.0
+        pending.extend(self._pipe)
+        self._pipe.clear()
         pending.extend(self._refs.values())
         self._refs.clear()
         for fut, started in pending:

@@ -29,7 +29,7 @@ import psutil
 import uvicorn
 
 from drop import __version__
-from drop.api import Auth, create_app
+from drop.api import Auth, create_asgi
 from drop.errors import DropError
 from drop.node._config import NodeConfig
 from drop.node._registry import FlowRegistry
@@ -123,7 +123,7 @@ class Node:
         if cfg.http_port == 0:
             cfg.http = f"{cfg.http_host}:{sock.getsockname()[1]}"
         server_config = uvicorn.Config(
-            create_app(self),
+            create_asgi(self),
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -171,7 +171,8 @@ class Pool:
         self._mode = config.worker.mode
         # stream workers never answer a message, so sends are not "in flight"
         self._counted = 0 if self._mode is Mode.STREAM else 1
-        self._sync = self._mode is Mode.SYNC
+        # one message at a time per worker: the first free worker is as good as any
+        self._sync = self._mode is Mode.SYNC and config.worker.pipeline == 1
         self._max_line = config.worker.max_line
         self._size = config.size_min if config.strategy is Strategy.FREE else config.size_max
 
