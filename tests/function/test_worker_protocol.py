@@ -14,6 +14,7 @@ import pytest
 
 from drop.errors import LineTooLong, ProtocolError, WorkerCrashed
 from drop.function import Mode
+from drop.function import _memory as memory_module
 from drop.pool import PoolState
 from tests.conftest import MakePool, eventually, fixture
 
@@ -214,16 +215,37 @@ async def test_worker_over_its_memory_limit_crashes_naming_the_limit_and_is_rest
     pool = await make_pool("mem", COMMANDS, memory_mb=64, backoff=0.05)
     assert await pool.call("alloc:1", timeout=5) == "allocated 1"
     first_pid = pool.workers()[0].pid
+    kind = pool.workers()[0].memory_kind
 
     # When it allocates 200 MB on a message
     with pytest.raises(WorkerCrashed) as info:
         await pool.call("alloc:200", timeout=10)
 
-    # Then the message fails naming the memory limit
+    # Then the message fails naming the memory limit and how it was enforced:
+    # a cgroup's OOM kill where this machine allows one, else MemoryError
     text = str(info.value)
     assert "memory limit 64 MiB" in text
-    assert "MemoryError" in text
+    assert kind is not None and kind in text
+    if kind.startswith("cgroup"):
+        assert "killed by signal 9 (SIGKILL): stopped for going over" in text
+    else:
+        assert "MemoryError" in text
     # And the next message is answered by a restarted worker
     assert await pool.call("next", timeout=10) == "next"
     assert pool.workers()[0].pid != first_pid
     assert pool.snapshot().restarts == 1
+
+
+async def test_without_cgroups_the_memory_limit_falls_back_to_an_address_space_limit(
+    make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a machine where no cgroup can be made
+    monkeypatch.setattr(memory_module, "_base", lambda: None)
+    pool = await make_pool("memrl", COMMANDS, memory_mb=64, backoff=0.05)
+    assert pool.workers()[0].memory_kind == "rlimit"
+    # When the worker allocates past its limit, the allocation itself fails
+    with pytest.raises(WorkerCrashed) as info:
+        await pool.call("alloc:200", timeout=10)
+    text = str(info.value)
+    assert "(memory limit 64 MiB, rlimit)" in text
+    assert "MemoryError" in text

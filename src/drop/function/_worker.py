@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import enum
 import os
-import resource
 import signal
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from drop.errors import (
     WorkerTimeout,
 )
 from drop.function._logs import LogSink, StderrTail
+from drop.function._memory import MemoryLimit
 
 #: Default longest line accepted in either direction (bytes, without the newline).
 DEFAULT_MAX_LINE = 1024 * 1024
@@ -202,6 +202,7 @@ class Worker(asyncio.SubprocessProtocol):
         self._next_ref = 0
         self._expired: set[int] = set()
         self._kill_reason: str | None = None
+        self._memory: MemoryLimit | None = None
         self._stopping = False
         self._exit_timer: asyncio.TimerHandle | None = None
         self._exited = asyncio.Event()
@@ -244,12 +245,14 @@ class Worker(asyncio.SubprocessProtocol):
         env = dict(os.environ if cfg.env is None else cfg.env)
         env["DROP_WORKER"] = str(self.index)
         argv = ("/bin/sh", "-c", cfg.argv[0]) if cfg.shell else cfg.argv
-        limit = cfg.memory_mb * 1024 * 1024 if cfg.memory_mb else 0
+        memory = None
+        if cfg.memory_mb:
+            memory = self._memory = MemoryLimit(self.name, cfg.memory_mb)
 
         def preexec() -> None:
             die_with_parent(signal.SIGKILL)
-            if limit:
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if memory is not None:
+                memory.apply_in_child()
 
         try:
             transport, _ = await loop.subprocess_exec(
@@ -324,6 +327,12 @@ class Worker(asyncio.SubprocessProtocol):
         if kind == _ASYNC:
             return len(self._refs) < self._concurrency
         return True
+
+    @property
+    def memory_kind(self) -> str | None:
+        """How ``memory`` is enforced on this worker (``cgroup v1``, ``cgroup v2``,
+        ``rlimit``), or ``None`` without a limit."""
+        return None if self._memory is None else self._memory.kind
 
     @property
     def capacity(self) -> int:
@@ -640,12 +649,17 @@ class Worker(asyncio.SubprocessProtocol):
             self._transport.close()
         reason = self._kill_reason or _describe_exit(self.returncode)
         tail = self._stderr.last_lines()
-        if (
-            self.config.memory_mb
-            and self._kill_reason is None
-            and _looks_out_of_memory(self.returncode, tail)
-        ):
-            reason += f" (memory limit {self.config.memory_mb} MiB)"
+        memory = self._memory
+        if memory is not None:
+            if self._kill_reason is None:
+                if memory.exceeded():
+                    reason += (
+                        f": stopped for going over its memory limit {memory.mib} MiB"
+                        f" ({memory.kind})"
+                    )
+                elif _looks_out_of_memory(self.returncode, tail):
+                    reason += f" (memory limit {memory.mib} MiB, {memory.kind})"
+            memory.close()
         detail = f"{reason}; last stderr: {' | '.join(tail)}" if tail else reason
         self.exit_reason = detail
         expected = self._stopping and self._kill_reason is None
