@@ -194,3 +194,21 @@ def test_bad_durations_and_sizes_say_which_forms_work() -> None:
     with pytest.raises(ValueError, match="64KiB"):
         parse_size("big")
     assert parse_size("1MiB") == 1024 * 1024
+
+
+def test_yaml_that_expands_without_bound_is_refused_quickly() -> None:
+    # Given the "billion laughs": each anchor repeats the one before ten times
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    text = "\n".join(lines) + "\nname: f\nfunc: [{name: a, cmd: cat}]\n"
+    # Then loading stops at the budget instead of building 10**9 values
+    with pytest.raises(SpecError, match="expands to more than 100000 values"):
+        load_flow_text(text, source="bomb.yaml")
+
+
+def test_yaml_nested_past_the_recursion_limit_is_a_spec_error() -> None:
+    text = "name: f\nfunc: [{name: a, cmd: cat}]\ndeep: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(SpecError, match="nests too deep"):
+        load_flow_text(text, source="deep.yaml")

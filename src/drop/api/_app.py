@@ -29,7 +29,7 @@ from drop.api._errors import drop_error_handler, error_body, status_of
 from drop.api._fast import FastCalls
 from drop.api._metrics import metrics_text
 from drop.bus import compile_filter
-from drop.errors import DropError, NotFound, PoolStopped, ProtocolError, SpecError
+from drop.errors import DropError, NotFound, PoolStopped, ProtocolError
 from drop.pool import Pool
 
 #: Events buffered per SSE client before the slowest lines are dropped.
@@ -323,10 +323,7 @@ def create_app(node: NodeHandle) -> FastAPI:
         folder = base_dir or str(Path(node.info()["data_dir"]))
         if not Path(folder).is_dir():
             raise NotFound(f"base_dir {folder!r} is not a folder on node {node.name}")
-        try:
-            inst = await registry.install(yaml_text, folder, replace=replace)
-        except RecursionError:  # was a 500
-            raise SpecError("body: the YAML nests too deep, or an alias holds itself") from None
+        inst = await registry.install(yaml_text, folder, replace=replace)
         if start:
             inst = await registry.start(inst.name)
         return flow_info(inst)

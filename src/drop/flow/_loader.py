@@ -26,6 +26,8 @@ from drop.flow._spec import FlowSpec
 _Path = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NULL_TAG = "tag:yaml.org,2002:null"
+#: Values a flow file may expand to, aliases included.
+_MAX_NODES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +81,22 @@ def load_flow_text(
         raise SpecError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: YAML error: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: the YAML nests too deep") from None
     if node is None:
         raise SpecError(f"{source}: the file is empty; a flow needs `name` and `func`")
     lines: dict[_Path, int] = {}
     problems: list[str] = []
-    data = _plain(node, (), lines, problems, source)
+    budget = [_MAX_NODES]
+    try:
+        data = _plain(node, (), lines, problems, source, budget)
+    except RecursionError:
+        raise SpecError(f"{source}: the YAML nests too deep, or an alias holds itself") from None
+    except _TooBig:
+        raise SpecError(
+            f"{source}: the YAML expands to more than {_MAX_NODES} values "
+            "(aliases repeating aliases?); a flow is far smaller"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{source}:1: a flow is a mapping with `name` and `func`")
     data = _apply_vars(data, overrides or {}, lines, problems, source)
@@ -99,9 +112,23 @@ def load_flow_text(
     return LoadedFlow(spec, source, base_dir or Path.cwd())
 
 
+class _TooBig(Exception):
+    pass
+
+
 def _plain(
-    node: yaml.Node, path: _Path, lines: dict[_Path, int], problems: list[str], source: str
+    node: yaml.Node,
+    path: _Path,
+    lines: dict[_Path, int],
+    problems: list[str],
+    source: str,
+    budget: list[int],
 ) -> Any:
+    # Aliases are expanded as they are walked, so a few lines of anchors can
+    # stand for billions of values: the budget stops that early.
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -114,11 +141,12 @@ def _plain(
                 )
                 continue
             lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, (*path, key), lines, problems, source)
+            out[key] = _plain(value_node, (*path, key), lines, problems, source, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
-            _plain(item, (*path, i), lines, problems, source) for i, item in enumerate(node.value)
+            _plain(item, (*path, i), lines, problems, source, budget)
+            for i, item in enumerate(node.value)
         ]
     if node.tag == _NULL_TAG and node.style is None:
         return None

@@ -113,10 +113,15 @@ class Node:
         if not cfg.tls_cert and cfg.insecure_bind:
             log.warning("serving HTTP without TLS on %s", cfg.http)
             self._announce(f"drop up: WARNING: {cfg.http} without TLS: tokens travel in clear")
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only
+        # then, and without it each answer waits ~40 ms for a delayed ACK.
         sock = socket.socket(
-            socket.AF_INET6 if ":" in cfg.http_host else socket.AF_INET, socket.SOCK_STREAM
+            socket.AF_INET6 if ":" in cfg.http_host else socket.AF_INET,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((cfg.http_host, cfg.http_port))
         sock.listen(1024)
         sock.setblocking(False)
