@@ -21,10 +21,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from drop import __version__
 from drop.api._auth import Auth, AuthError, Role
-from drop.api._calls import Forbidden, TooLarge, Unauthorized, authorize, parse_message
+from drop.api._calls import (
+    Forbidden,
+    TooLarge,
+    Unauthorized,
+    authorize,
+    parse_message,
+    running_entry,
+)
 from drop.api._errors import drop_error_handler, error_body, status_of
 from drop.api._fast import FastCalls
 from drop.api._metrics import metrics_text
@@ -117,10 +125,13 @@ def create_app(node: NodeHandle) -> FastAPI:
         if length is not None and length.isdigit() and int(length) > node.max_body:
             raise TooLarge(f"body of {length} bytes is over the limit of {node.max_body}")
         raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > node.max_body:
-                raise TooLarge(f"body is over the limit of {node.max_body} bytes")
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > node.max_body:
+                    raise TooLarge(f"body is over the limit of {node.max_body} bytes")
+        except ClientDisconnect:
+            raise ProtocolError("the client disconnected before its body was whole") from None
         return parse_message(raw, request.headers.get("content-type", ""))
 
     @app.exception_handler(TooLarge)
@@ -154,10 +165,7 @@ def create_app(node: NodeHandle) -> FastAPI:
         return PlainTextResponse(result)
 
     def running_flow_entry(flow: str) -> Pool:
-        inst = registry.get(flow)
-        if inst.flow is None:
-            raise PoolStopped(f"flow {flow} is {inst.state}; start it: POST /v1/flows/{flow}/start")
-        return inst.flow.entry
+        return running_entry(registry, flow)
 
     async def call_guard(creds: HTTPAuthorizationCredentials | None, flow: str) -> None:
         inst = registry.get(flow)

@@ -4,9 +4,11 @@ reading a call's message."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from drop.api._auth import Auth, AuthError, Principal, Role
-from drop.errors import ProtocolError
+from drop.errors import PoolStopped, ProtocolError
+from drop.pool import Pool
 
 
 class Unauthorized(Exception):
@@ -68,3 +70,16 @@ def parse_message(raw: bytes, content_type: str) -> tuple[str, bool]:
             raise ProtocolError('a JSON body is {"message": "..."}')
         return data["message"], True
     return text.removesuffix("\n"), False
+
+
+def running_entry(registry: Any, flow: str) -> Pool:
+    """The entry pool of installed flow ``flow``.
+
+    Raises:
+        NotFound: no such flow. PoolStopped: the flow is not running.
+    """
+    inst = registry.get(flow)
+    if inst.flow is None:
+        raise PoolStopped(f"flow {flow} is {inst.state}; start it: POST /v1/flows/{flow}/start")
+    entry: Pool = inst.flow.entry
+    return entry

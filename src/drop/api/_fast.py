@@ -14,9 +14,17 @@ import json
 from typing import Any
 
 from drop.api._auth import Role
-from drop.api._calls import Forbidden, TooLarge, Unauthorized, authorize, bearer, parse_message
+from drop.api._calls import (
+    Forbidden,
+    TooLarge,
+    Unauthorized,
+    authorize,
+    bearer,
+    parse_message,
+    running_entry,
+)
 from drop.api._errors import error_body, status_of
-from drop.errors import DropError, PoolStopped
+from drop.errors import DropError
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 _JSON = [(b"content-type", b"application/json")]
@@ -30,6 +38,10 @@ def _flow_of(path: str) -> str | None:
     else:
         return None
     return flow if flow and "/" not in flow else None
+
+
+class _Gone(Exception):
+    """The client disconnected while sending its body."""
 
 
 class FastCalls:
@@ -52,7 +64,10 @@ class FastCalls:
         if flow is None:
             await self.app(scope, receive, send)
             return
-        status, headers, body = await self._call(flow, scope, receive)
+        try:
+            status, headers, body = await self._call(flow, scope, receive)
+        except _Gone:
+            return  # the client left before its body was whole: nothing to call
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -78,17 +93,15 @@ class FastCalls:
             raw = b""
             while True:
                 message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Gone
                 raw += message.get("body", b"")
                 if len(raw) > node.max_body:
                     raise TooLarge(f"body is over the limit of {node.max_body} bytes")
                 if not message.get("more_body"):
                     break
             text, as_json = parse_message(raw, content_type or "")
-            if inst.flow is None:
-                raise PoolStopped(
-                    f"flow {flow} is {inst.state}; start it: POST /v1/flows/{flow}/start"
-                )
-            result = await inst.flow.entry.call(text)
+            result = await running_entry(node.registry, flow).call(text)
         except DropError as exc:
             status = status_of(exc)
             headers = [*_JSON, (b"retry-after", b"1")] if status == 429 else _JSON

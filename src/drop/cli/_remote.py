@@ -30,7 +30,7 @@ pool_app = typer.Typer(help="Look at and scale running pools.", no_args_is_help=
 node_app = typer.Typer(help="The node itself.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the node's JSON answer.")]
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)
 _out = Console()
 
 

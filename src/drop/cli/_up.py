@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvloop
 
 from drop.errors import DropError, SpecError
-from drop.node import Node, load_config
 
 RET_OK = 0
 RET_FAILED = 1
@@ -43,6 +41,10 @@ def up(
 ) -> None:
     """Run a node: embedded NATS, installed flows, the HTTP API. Settings come
     from flags, then DROP_* variables, then --config, then defaults."""
+    import uvloop  # the node's imports are heavy: only `drop up` pays for them
+
+    from drop.node import Node, load_config
+
     flags = {
         "data_dir": data_dir,
         "http": http,

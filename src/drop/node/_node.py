@@ -122,7 +122,11 @@ class Node:
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((cfg.http_host, cfg.http_port))
+        try:
+            sock.bind((cfg.http_host, cfg.http_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {cfg.http}: {exc.strerror}") from None
         sock.listen(1024)
         sock.setblocking(False)
         if cfg.http_port == 0:
