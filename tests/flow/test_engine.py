@@ -163,7 +163,8 @@ async def test_broken_pools_fail_visibly_while_a_healthy_pool_keeps_its_latency(
 
 async def test_wait_idle_times_out_with_the_busy_pools_named(flows: Callable[[str], Flow]) -> None:
     flow = flows(
-        "name: f\nfunc:\n  - name: slow\n    cmd: sh -c 'read l; sleep 5'\n    stop_timeout: 200ms\n"
+        "name: f\nfunc:\n  - name: slow\n"
+        "    cmd: sh -c 'read l; sleep 5'\n    stop_timeout: 200ms\n"
     )
     await flow.start()
     flow.entry.cast("x")
