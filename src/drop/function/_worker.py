@@ -474,11 +474,16 @@ class Worker(asyncio.SubprocessProtocol):
     # -- reading ------------------------------------------------------------
 
     def _on_stdout(self, data: bytes) -> None:
-        if self._kind == _SYNC and not self._buf and not self._skipping:
-            # the usual read in sync mode: exactly one whole answer
-            end = len(data) - 1
-            if end <= self._max_line and data.find(b"\n") == end:
-                self._sync_line(data[:end])
+        if not self._buf and not self._skipping and len(data) <= self._max_line:
+            kind = self._kind
+            if kind == _SYNC:
+                # the usual read in sync mode: exactly one whole answer
+                end = len(data) - 1
+                if data.find(b"\n") == end:
+                    self._sync_line(data[:end])
+                    return
+            elif kind == _ASYNC and data.endswith(b"\n"):
+                self._async_lines(data)
                 return
         if self._skipping:
             i = data.find(b"\n")
@@ -586,6 +591,33 @@ class Worker(asyncio.SubprocessProtocol):
         if fut is not None and not fut.done():
             fut.set_result(text)
         self._listener.worker_result(self, text, started)
+
+    def _async_lines(self, data: bytes) -> None:
+        # Whole lines only, none over max_line: the common read in async mode,
+        # many answers at once. Anything unusual goes to _async_line.
+        refs = self._refs
+        result = self._listener.worker_result
+        for line in data[:-1].split(b"\n"):
+            i = line.find(b"::")
+            try:
+                entry = refs.pop(int(line[:i])) if i > 0 else None
+            except (KeyError, ValueError):
+                entry = None
+            if entry is None:
+                self._async_line(line)
+                if self._kill_reason is not None:
+                    return
+                continue
+            self._lines_out += 1
+            fut, started = entry
+            try:
+                text = line[i + 2 :].decode()
+            except UnicodeDecodeError as exc:
+                self._fail(fut, self._bad_utf8(line, exc), started)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(text)
+            result(self, text, started)
 
     def _async_line(self, line: bytes | bytearray) -> None:
         self._lines_out += 1

@@ -47,7 +47,8 @@ class Stats:
         self._ring[self._slot & (_RING - 1)] = seconds
         self._slot += 1
         # bit_length of the microseconds: a bucket without a search
-        self.hist[min(int(seconds * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
+        bucket = int(seconds * 1e6).bit_length()
+        self.hist[bucket if bucket < HIST_BUCKETS else HIST_BUCKETS - 1] += 1
         self.latency_sum += seconds
 
     def percentiles(self) -> tuple[float, float]:
