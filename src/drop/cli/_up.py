@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ def up(
     from flags, then DROP_* variables, then --config, then defaults."""
     import uvloop  # the node's imports are heavy: only `drop up` pays for them
 
+    from drop.cli._logging import setup_logging
     from drop.node import Node, load_config
 
     flags = {
@@ -68,6 +70,7 @@ def up(
         for problem in problems:
             _say(f"drop up: {problem}")
         raise typer.Exit(RET_USAGE)
+    setup_logging(logging.INFO)
     try:
         uvloop.run(Node(cfg, announce=_say).run())
     except (DropError, OSError) as exc:

@@ -90,7 +90,10 @@ def run(
     ] = None,
 ) -> None:
     """Run a flow in this process over input lines and print its output."""
+    from drop.cli._logging import setup_logging
     from drop.cli._run import RET_USAGE, run_flow
+
+    setup_logging()
 
     show = sys.stderr.isatty() if progress is None else progress
     try:
