@@ -164,3 +164,41 @@ def test_unknown_set_name_and_missing_input_exit_2(tmp_path: Path) -> None:
     assert "--set treshold: not a var of this flow (declared: threshold)" in result.stderr
     missing = drop("run", str(SSHGUARD), "--input", str(tmp_path / "none.log"), tmp=tmp_path)
     assert missing.returncode == 2 and "cannot read input" in missing.stderr
+
+
+def test_a_slow_pool_downstream_slows_the_input_and_loses_nothing(tmp_path: Path) -> None:
+    # Given a fast pool feeding a slow one whose queue holds only 50 lines
+    (tmp_path / "slow.py").write_text(
+        "import sys, time\n"
+        "for line in sys.stdin:\n"
+        "    time.sleep(0.0002)\n"
+        "    sys.stdout.write('slow:' + line)\n"
+        "    sys.stdout.flush()\n"
+    )
+    flow = tmp_path / "slow.yaml"
+    flow.write_text(
+        "name: slowdown\nfunc:\n  - name: fast\n    cmd: cat\n"
+        f"  - name: slow\n    cmd: {sys.executable} slow.py\n    queue: 50\n"
+        "    sub: [{name: fast}]\n"
+    )
+    lines = [str(n) for n in range(3000)]
+    # When 3000 lines go through
+    result = drop("run", str(flow), "--input", "-", stdin="\n".join(lines).encode(), tmp=tmp_path)
+    # Then every line comes out of the slow pool
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == sorted(f"slow:{n}" for n in lines)
+
+
+def test_a_pool_that_fails_stops_the_run_early_with_a_summary(tmp_path: Path) -> None:
+    flow = tmp_path / "broken.yaml"
+    flow.write_text(
+        "name: broken\nfunc:\n  - name: fast\n    cmd: cat\n"
+        "  - name: gone\n    cmd: /no/such/program\n    max_restarts: 1\n    backoff: 10ms\n"
+        "    sub: [{name: fast}]\n"
+    )
+    data = "".join(f"{n}\n" for n in range(200_000)).encode()
+    result = drop("run", str(flow), "--input", "-", stdin=data, tmp=tmp_path)
+    assert result.returncode == 1
+    assert "stopped reading input after line" in result.stderr
+    assert "failed pool gone:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,12 +1,13 @@
-"""Sync pools with ``pipeline``: several lines in flight, answers in order."""
+"""Sync pools with ``pipeline``, and what a pool does when no worker is left."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
-from drop.errors import WorkerCrashed
+from drop.errors import PoolFailed, WorkerCrashed
 from drop.function import Mode, WorkerConfig
-from drop.pool import Pool, PoolConfig
+from drop.pool import Pool, PoolConfig, PoolState, Restart
 
 from ..conftest import fixture, worker_env
 
@@ -53,5 +54,22 @@ async def test_a_crash_fails_every_pipelined_line_with_the_exit_status() -> None
         assert [type(o) for o in outcomes[:3]] == [WorkerCrashed] * 3
         assert all("exited with status 3" in str(o) for o in outcomes[:3])
         assert outcomes[3] == "d"
+    finally:
+        await pool.stop()
+
+
+async def test_a_pool_whose_last_worker_is_not_restarted_fails_what_waits() -> None:
+    # Given one worker that is never restarted and dies on "die"
+    worker = WorkerConfig(argv=(sys.executable, "-c", ECHO_OR_DIE), cwd=".", env=worker_env("t"))
+    pool = Pool(PoolConfig(name="temp", worker=worker, restart=Restart.NEVER))
+    await pool.start()
+    try:
+        # When it dies with messages still queued behind it
+        outcomes = await asyncio.wait_for(pool.submit_batch(["a", "die", "b", "c"]), 5)
+        # Then the queued ones fail at once instead of waiting forever
+        assert outcomes[0] == "a"
+        assert [type(o) for o in outcomes[1:]] == [WorkerCrashed, PoolFailed, PoolFailed]
+        assert pool.state is PoolState.FAILED
+        assert "not restarted (restart: never); no worker left" in pool.reason
     finally:
         await pool.stop()

@@ -80,12 +80,19 @@ def _summarise(report: BatchReport, flow: str, data_dir: Path) -> int:
     if report.ok:
         return RET_OK
     err = sys.stderr
+    events = ", ".join(f"{pool} {n}" for pool, n in sorted(report.events_by_pool.items()))
     err.write(
         f"drop run: flow {flow}: {report.failed} of {report.lines} input lines failed, "
-        f"{report.error_events} error events\n"
+        f"{report.error_events} error events{f' ({events})' if events else ''}\n"
     )
-    for text in report.errors:
-        err.write(f"  {text}\n")
+    if report.aborted_at:
+        err.write(
+            f"  stopped reading input after line {report.aborted_at}: a pool failed, "
+            "so the output would be wrong; the rest was not processed\n"
+        )
+    for text, repeats in zip(report.errors, report.repeats, strict=True):
+        more = f" (and {repeats} more times)" if repeats else ""
+        err.write(f"  {text}{more}\n")
     for pool in report.failed_pools:
         err.write(f"  failed pool {pool}\n")
     err.write(f"  worker logs: {data_dir / 'logs' / flow}\n")

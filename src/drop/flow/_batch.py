@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from drop.errors import DropError, PoolFull
 from drop.flow._engine import Flow
+from drop.flow._spec import Step
 
 #: Messages in flight to the entry pool at most.
 DEFAULT_WINDOW = 1024
@@ -34,9 +35,13 @@ class BatchReport:
         lines: input lines read.
         failed: input lines whose message failed (or could not be sent).
         outputs: lines emitted as the flow's output.
-        errors: the first error texts, each naming its input line or pool.
+        errors: the first distinct error texts, each naming its input line or pool.
+        repeats: for each kept error, how many more times the same error came.
         error_events: error events raised by all pools.
         failed_pools: pools that spent their restart budget, with the reason.
+        events_by_pool: error events per pool.
+        aborted_at: the input line after which feeding stopped because a
+            pool failed (0: the whole input was fed).
         seconds: wall time of the run.
     """
 
@@ -46,6 +51,10 @@ class BatchReport:
     errors: list[str] = field(default_factory=list)
     error_events: int = 0
     failed_pools: list[str] = field(default_factory=list)
+    events_by_pool: dict[str, int] = field(default_factory=dict)
+    repeats: list[int] = field(default_factory=list)
+    _seen: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    aborted_at: int = 0
     seconds: float = 0.0
 
     @property
@@ -53,10 +62,19 @@ class BatchReport:
         """True when every message succeeded and no pool failed."""
         return not self.failed and not self.failed_pools and not self.error_events
 
-    def note(self, text: str) -> None:
-        """Keep an error text if there is room."""
-        if len(self.errors) < _KEPT_ERRORS:
-            self.errors.append(text)
+    def note(self, where: str, error: object) -> None:
+        """Keep ``where: error`` if there is room; an error already kept only
+        counts one more repeat, so one cause fills one line of the summary."""
+        message = str(error)
+        # input lines and pool events are kept apart: a line's number matters
+        key = (where.partition(" ")[0], message)
+        index = self._seen.get(key)
+        if index is not None:
+            self.repeats[index] += 1
+        elif len(self.errors) < _KEPT_ERRORS:
+            self._seen[key] = len(self.errors)
+            self.errors.append(f"{where}: {message}")
+            self.repeats.append(0)
 
 
 async def run_batch(
@@ -71,8 +89,9 @@ async def run_batch(
     ``finish`` scenario if it has one, stop it.
 
     Output lines go to ``emit``: with a ``finish`` scenario, what the output
-    pools emit during it and the results of its calls; otherwise what the
-    output pools emit during the whole run.
+    pools emit during it and the results of its calls to other pools;
+    otherwise what the output pools emit during the whole run. Feeding stops
+    early, and ``finish`` is skipped, when a pool of the flow fails.
 
     Args:
         flow: a flow, not started.
@@ -93,7 +112,8 @@ async def run_batch(
 
     def error_event(pool: str, text: str) -> None:
         report.error_events += 1
-        report.note(f"pool {pool}: {text}")
+        report.events_by_pool[pool] = report.events_by_pool.get(pool, 0) + 1
+        report.note(f"pool {pool}", text)
 
     flow.add_output_listener(output)
     flow.add_error_listener(error_event)
@@ -101,16 +121,27 @@ async def run_batch(
     try:
         await _feed(flow, batches, report, window, on_progress)
         await flow.wait_idle()
-        if has_finish:
+        if has_finish and not report.aborted_at:
             collecting[0] = True
-            for line in await flow.run_scenario("finish"):
-                report.outputs += 1
-                emit(line)
+            # a call to an output pool is already printed as that pool's line
+            outputs = set(flow.spec.output_pools)
+
+            def print_results(step: Step, results: list[str]) -> None:
+                if step.pool not in outputs:
+                    for line in results:
+                        report.outputs += 1
+                        emit(line)
+
+            await flow.run_scenario("finish", print_results)
     finally:
         report.failed_pools = [f"{p.name}: {p.reason}" for p in flow.failed_pools()]
         await flow.stop()
         report.seconds = time.monotonic() - started
     return report
+
+
+class _Abort(Exception):
+    """Feeding stops: a pool of the flow failed, or the entry refuses input."""
 
 
 async def _feed(
@@ -121,65 +152,91 @@ async def _feed(
     on_progress: Callable[[int], None] | None,
 ) -> None:
     entry = flow.entry
+    # Lines in flight at the entry may all land on one downstream pool after
+    # the feeder last looked (it waits past half full): keep them within a
+    # quarter of the smallest queue.
+    window = max(1, min(window, *(p.config.queue // 4 for p in flow.pools.values())))
     chunk_size = max(1, min(_CHUNK, window // 2))
-    # (number of the chunk's first input line, its outcomes)
-    pending: deque[tuple[int, asyncio.Future[list[str | DropError]]]] = deque()
+    # (number of the chunk's first input line, its size, its outcomes)
+    pending: deque[tuple[int, int, asyncio.Future[list[str | DropError]]]] = deque()
 
     async def settle_oldest() -> None:
-        first, fut = pending.popleft()
+        first, size, fut = pending.popleft()
         try:
             outcomes = await fut
         except DropError as exc:  # the pool failed or stopped under the whole chunk
-            report.failed += 1
-            report.note(f"input lines from {first}: {exc}")
+            report.failed += size
+            report.note(f"input lines {first}-{first + size - 1}", exc)
             return
         for offset, outcome in enumerate(outcomes):
             if isinstance(outcome, DropError):
                 report.failed += 1
-                report.note(f"input line {first + offset}: {outcome}")
+                report.note(f"input line {first + offset}", outcome)
 
     async def send(first: int, lines: list[str]) -> None:
         while True:
             try:
-                pending.append((first, entry.submit_batch(lines)))
+                pending.append((first, len(lines), entry.submit_batch(lines)))
                 break
             except PoolFull:
                 if not pending:
                     await asyncio.sleep(0.005)
                     continue
                 await settle_oldest()
-        while len(pending) * chunk_size >= window or (pending and flow.crowded()):
+            except DropError as exc:  # failed or stopped: nothing more gets in
+                report.failed += len(lines)
+                report.note(f"input line {first}", exc)
+                raise _Abort from None
+        while len(pending) * chunk_size >= window:
             await settle_oldest()
+        # A pool downstream that falls behind slows the input: lines between
+        # pools are never dropped for want of room.
+        while flow.crowded():
+            if pending:
+                await settle_oldest()
+            else:
+                await asyncio.sleep(0.002)
+        if flow.failed_pools():
+            raise _Abort
 
     lines: list[str] = []
     first = 1
-    async for batch in batches:
-        consumed = 0
-        for raw in batch:
-            report.lines += 1
-            consumed += len(raw) + 1
-            try:
-                line = raw.decode()
-            except UnicodeDecodeError as exc:
-                # flush what came before, so line numbers of outcomes stay right
-                if lines:
+    try:
+        async for batch in batches:
+            consumed = 0
+            for raw in batch:
+                report.lines += 1
+                consumed += len(raw) + 1
+                try:
+                    line = raw.decode()
+                except UnicodeDecodeError as exc:
+                    # flush what came before, so line numbers of outcomes stay right
+                    if lines:
+                        await send(first, lines)
+                        lines = []
+                    report.failed += 1
+                    report.note(
+                        f"input line {report.lines}", f"not UTF-8 at byte {exc.start}; skipped"
+                    )
+                    first = report.lines + 1
+                    continue
+                if not lines:
+                    first = report.lines
+                lines.append(line)
+                if len(lines) >= chunk_size:
                     await send(first, lines)
                     lines = []
-                report.failed += 1
-                report.note(f"input line {report.lines}: not UTF-8 at byte {exc.start}; skipped")
-                first = report.lines + 1
-                continue
-            if not lines:
-                first = report.lines
-            lines.append(line)
-            if len(lines) >= chunk_size:
+            if lines:
+                # send what a slow producer gave us now, not when the chunk fills
                 await send(first, lines)
                 lines = []
-        if lines:
-            # send what a slow producer gave us now, not when the chunk fills
-            await send(first, lines)
-            lines = []
-        if on_progress is not None:
-            on_progress(consumed)
+            if on_progress is not None:
+                on_progress(consumed)
+    except _Abort:
+        report.aborted_at = report.lines
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
     while pending:
         await settle_oldest()

@@ -115,8 +115,14 @@ class Flow:
             await asyncio.gather(*(p.stop() for p in self.pools.values()))
             self.state = FlowState.STOPPED
 
-    async def run_scenario(self, name: str) -> list[str]:
+    async def run_scenario(
+        self, name: str, on_results: Callable[[Step, list[str]], None] | None = None
+    ) -> list[str]:
         """Run the steps of scenario ``name`` in order.
+
+        Args:
+            name: the scenario.
+            on_results: called after each step with the step and its call results.
 
         Returns:
             the results of its ``call`` steps, in order.
@@ -126,12 +132,16 @@ class Flow:
         """
         results: list[str] = []
         for i, step in enumerate(self.scenario(name)):
+            step_results: list[str] = []
             try:
-                await self._run_step(step, results)
+                await self._run_step(step, step_results)
             except DropError as exc:
                 raise FlowError(
                     f"flow {self.name}: scenario {name} step {i + 1} ({step.kind}): {exc}"
                 ) from exc
+            results.extend(step_results)
+            if on_results is not None:
+                on_results(step, step_results)
         return results
 
     async def _run_step(self, step: Step, results: list[str]) -> None:

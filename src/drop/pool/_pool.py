@@ -576,6 +576,10 @@ class Pool:
             slot.restart = loop.call_later(decision.delay, self._restart_slot, slot)
         else:
             self._slots.pop(slot.index, None)
+            if not self._slots:
+                # nothing left to answer what waits, and nothing will restart
+                self._fail_pool(f"{decision.reason}; no worker left")
+                return
             self._requeue(slot)
 
     def _restart_slot(self, slot: _Slot) -> None:
