@@ -73,3 +73,32 @@ async def test_a_pool_whose_last_worker_is_not_restarted_fails_what_waits() -> N
         assert "not restarted (restart: never); no worker left" in pool.reason
     finally:
         await pool.stop()
+
+
+TWO_LINES = (
+    "import sys\n"
+    "for line in sys.stdin:\n"
+    "    if line.strip() == 'two':\n"
+    "        sys.stdout.write('one\\ntwo\\n')\n"
+    "    else:\n"
+    "        sys.stdout.write(line)\n"
+    "    sys.stdout.flush()\n"
+)
+
+
+async def test_a_sync_worker_answering_with_two_lines_is_caught_not_shifted() -> None:
+    # Given a worker that answers "two" with two lines in one write
+    worker = WorkerConfig(argv=(sys.executable, "-c", TWO_LINES), cwd=".", env=worker_env("t"))
+    pool = Pool(PoolConfig(name="two", worker=worker, backoff=0.02))
+    await pool.start()
+    try:
+        # When messages are queued behind it
+        outcomes = await asyncio.wait_for(pool.submit_batch(["a", "two", "b", "c", "d"]), 5)
+        # Then the extra line is a protocol error, not the next message's answer,
+        # and every later message gets its own answer from a fresh worker
+        assert outcomes[0] == "a"
+        assert isinstance(outcomes[2], WorkerCrashed)
+        assert "more than one line for one message" in str(outcomes[2])
+        assert outcomes[3:] == ["c", "d"]
+    finally:
+        await pool.stop()

@@ -195,7 +195,11 @@ class Worker(asyncio.SubprocessProtocol):
         self._cur_fut: Reply | None = None
         self._cur_started = 0.0
         # sync mode with pipeline > 1: the messages sent after the current one
-        self._pipe: deque[tuple[Reply | None, float]] = deque()
+        self._pipe: deque[tuple[Reply | None, float, int]] = deque()
+        # stdout reads so far, and the read during which the current message
+        # was sent: its answer cannot come in that same read
+        self._reads = 0
+        self._cur_mark = -1
         self._pipeline = config.pipeline
         # async mode: ref -> (future, started); insertion order is age order
         self._refs: dict[int, tuple[Reply | None, float]] = {}
@@ -379,6 +383,7 @@ class Worker(asyncio.SubprocessProtocol):
         """Kill the whole process group now; messages in flight fail with ``reason``."""
         if self._kill_reason is None:
             self._kill_reason = reason
+        self._up = False
         self._signal_group(signal.SIGKILL)
         if self._transport is None:
             self._finish()
@@ -400,10 +405,11 @@ class Worker(asyncio.SubprocessProtocol):
         kind = self._kind
         if kind == _SYNC:
             if self._cur_started:
-                self._pipe.append((fut, started))
+                self._pipe.append((fut, started, self._reads))
             else:
                 self._cur_fut = fut
                 self._cur_started = started
+                self._cur_mark = self._reads
             stdin = self._stdin
             if stdin is not None and not stdin.is_closing():
                 stdin.write(payload + b"\n")
@@ -474,6 +480,9 @@ class Worker(asyncio.SubprocessProtocol):
     # -- reading ------------------------------------------------------------
 
     def _on_stdout(self, data: bytes) -> None:
+        if self._kill_reason is not None:
+            return  # being killed: what it still says answers nothing
+        self._reads += 1
         if not self._buf and not self._skipping and len(data) <= self._max_line:
             kind = self._kind
             if kind == _SYNC:
@@ -552,7 +561,7 @@ class Worker(asyncio.SubprocessProtocol):
 
     def _next_in_pipe(self) -> None:
         if self._pipe:
-            self._cur_fut, self._cur_started = self._pipe.popleft()
+            self._cur_fut, self._cur_started, self._cur_mark = self._pipe.popleft()
         else:
             self._cur_fut = None
             self._cur_started = 0.0
@@ -577,9 +586,18 @@ class Worker(asyncio.SubprocessProtocol):
                 f"{bytes(line[:80])!r} (sync mode answers exactly one line per message)"
             )
             return
+        if self._cur_mark == self._reads:
+            # this line came in the read that prompted the current message:
+            # the worker answered one message with more than one line
+            self._violation(
+                f"wrote output line {self._lines_out} ({bytes(line[:80])!r}) before it could "
+                "have read the message in flight: more than one line for one message "
+                "(sync mode answers exactly one line per message)"
+            )
+            return
         fut = self._cur_fut
         if self._pipe:
-            self._cur_fut, self._cur_started = self._pipe.popleft()
+            self._cur_fut, self._cur_started, self._cur_mark = self._pipe.popleft()
         else:
             self._cur_fut = None
             self._cur_started = 0.0
@@ -702,7 +720,7 @@ class Worker(asyncio.SubprocessProtocol):
         if self._cur_started:
             pending.append((self._cur_fut, self._cur_started))
             self._cur_fut, self._cur_started = None, 0.0
-        pending.extend(self._pipe)
+        pending.extend((fut, started) for fut, started, _ in self._pipe)
         self._pipe.clear()
         pending.extend(self._refs.values())
         self._refs.clear()
