@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -202,3 +204,46 @@ def test_a_pool_that_fails_stops_the_run_early_with_a_summary(tmp_path: Path) ->
     assert "stopped reading input after line" in result.stderr
     assert "failed pool gone:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_the_run_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    import psutil
+
+    # Given a run whose worker hangs in a child of its own (a grandchild of drop)
+    marker = f"drop-test-{os.getpid()}-hang"
+    (tmp_path / "hang.sh").write_text(f"read line; exec -a {marker} sleep 1000\n")
+    flow = tmp_path / "hang.yaml"
+    flow.write_text("name: hang\nfunc:\n  - name: h\n    cmd: sh -c 'bash hang.sh; true'\n")
+    env = dict(os.environ, DROP_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen(
+        [DROP, "run", str(flow), "--input", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"x\n")
+    proc.stdin.flush()
+
+    def hung() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if marker in " ".join(p.info["cmdline"] or [])
+        ]
+
+    deadline = time.monotonic() + 10
+    while not hung() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hung(), "the worker's child never started"
+    # When drop run gets SIGTERM
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    # Then it says so, exits 143, and the grandchild is gone too
+    assert proc.returncode == 143
+    assert b"terminated; the flow was stopped" in err
+    deadline = time.monotonic() + 5
+    while hung() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hung() == []

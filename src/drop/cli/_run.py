@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from drop.flow import BatchReport, Flow, load_flow, run_batch
 RET_OK = 0
 RET_FLOW_FAILED = 1
 RET_USAGE = 2
+RET_INTERRUPTED = 130
+RET_TERMINATED = 143
 
 
 def run_flow(
@@ -41,6 +45,12 @@ def run_flow(
         close = True
     try:
         report = uvloop.run(_main(Flow(loaded, data_dir=data_dir), fd, size, progress))
+    except KeyboardInterrupt:
+        sys.stderr.write("drop run: interrupted; the flow was stopped, its workers are gone\n")
+        return RET_INTERRUPTED
+    except asyncio.CancelledError:
+        sys.stderr.write("drop run: terminated; the flow was stopped, its workers are gone\n")
+        return RET_TERMINATED
     finally:
         if close:
             os.close(fd)
@@ -48,6 +58,11 @@ def run_flow(
 
 
 async def _main(flow: Flow, fd: int, size: int | None, progress: bool) -> BatchReport:
+    # SIGTERM cancels the run like Ctrl-C does, so the flow is stopped and
+    # every worker's process group killed, not orphaned.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     out = sys.stdout
     write = out.write
 
