@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from drop.pool import PoolState
 from tests.api.conftest import LiveNode
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -720,3 +721,22 @@ async def test_the_client_library_talks_to_the_node(live: LiveNode) -> None:
     assert text == "via client"
     assert batch == '{"result": "ok:p"}\n{"result": "ok:q"}\n'
     assert status == 404
+
+
+async def test_starting_a_degraded_flow_starts_its_failed_pool_again(live: LiveNode) -> None:
+    async with live.client(live.operator) as c:
+        # Given the crash pool driven past its restart budget
+        _, crash = live.node.registry.pool("crash")
+        for _ in range(20):
+            if crash.state is PoolState.FAILED:
+                break
+            await c.post("/v1/pools/crash/call", content="die")
+        assert crash.state is PoolState.FAILED
+        # Then the flow shows it, and a call says the pool failed
+        assert (await c.get("/v1/flows/demo")).json()["state"] == "degraded"
+        assert (await c.post("/v1/pools/crash/call", content="x")).status_code == 503
+        # When the flow is started again
+        r = await c.post("/v1/flows/demo/start")
+        # Then the pool runs with a fresh budget and answers
+        assert r.json()["state"] == "running"
+        assert (await c.post("/v1/pools/crash/call", content="x")).text == "ok:x"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from drop.errors import Conflict, DropError, NotFound
 from drop.flow import Flow, FlowState, LoadedFlow, load_flow_text
-from drop.pool import Pool
+from drop.pool import Pool, PoolState
 from drop.state import KeyValue
 
 RUNNING = "running"
@@ -49,8 +49,11 @@ class Installed:
 
     @property
     def state(self) -> str:
-        """``running``, ``stopped`` or ``failed`` (desired running, not running)."""
+        """``running``; ``degraded`` (running, but a pool failed or was
+        stopped); ``stopped``; or ``failed`` (desired running, could not start)."""
         if self.flow is not None and self.flow.state is FlowState.RUNNING:
+            if any(p.state is not PoolState.RUNNING for p in self.flow.pools.values()):
+                return "degraded"
             return RUNNING
         return "failed" if self.desired == RUNNING and self.error else STOPPED
 
@@ -218,6 +221,11 @@ class FlowRegistry:
 
     async def _start(self, inst: Installed) -> None:
         if inst.flow is not None and inst.flow.state is FlowState.RUNNING:
+            # running, but a pool may have failed or been stopped by a
+            # scenario: start means start those again (a fresh restart budget)
+            for pool in inst.flow.pools.values():
+                if pool.state in (PoolState.FAILED, PoolState.STOPPED):
+                    await pool.start()
             return
         inst.error = ""
         flow = Flow(inst.loaded, data_dir=self._data_dir, node=self._node)
