@@ -740,3 +740,12 @@ async def test_starting_a_degraded_flow_starts_its_failed_pool_again(live: LiveN
         # Then the pool runs with a fresh budget and answers
         assert r.json()["state"] == "running"
         assert (await c.post("/v1/pools/crash/call", content="x")).text == "ok:x"
+
+
+async def test_a_flow_file_over_1_mib_is_refused_without_echoing_it(live: LiveNode) -> None:
+    async with live.client(live.operator) as c:
+        r = await c.post(
+            "/v1/flows", content="#" * (2 << 20), headers={"Content-Type": "text/plain"}
+        )
+    assert r.status_code == 413
+    assert len(r.content) < 500

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import Body, FastAPI, Query, Request, Response, Security
+from fastapi import FastAPI, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -40,6 +40,8 @@ from drop.bus import compile_filter
 from drop.errors import DropError, NotFound, PoolStopped, ProtocolError
 from drop.pool import Pool
 
+#: Largest flow file accepted over HTTP.
+_MAX_FLOW = 1 << 20
 #: Events buffered per SSE client before the slowest lines are dropped.
 _EVENT_BUFFER = 1000
 
@@ -317,17 +319,36 @@ def create_app(node: NodeHandle) -> FastAPI:
     def pool_info(flow_name: str, pool: Pool) -> dict[str, Any]:
         return {"flow": flow_name, **dataclasses.asdict(pool.snapshot())}
 
-    @app.post("/v1/flows", status_code=201, tags=["flows"])
+    @app.post(
+        "/v1/flows",
+        status_code=201,
+        tags=["flows"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/plain": {"schema": {"type": "string", "maxLength": _MAX_FLOW}}},
+            }
+        },
+    )
     async def install_flow(
+        request: Request,
         creds: Creds,
-        yaml_text: Annotated[str, Body(media_type="text/plain", max_length=1 << 20)],
         base_dir: Annotated[str | None, Query(max_length=4096)] = None,
         replace: bool = False,
         start: bool = False,
     ) -> dict[str, Any]:
-        """Install a flow from its YAML (the body); ``base_dir`` is the folder its
-        functions run in (default: the node's data dir)."""
+        """Install a flow from its YAML (the body, at most 1 MiB); ``base_dir`` is
+        the folder its functions run in (default: the node's data dir)."""
         await need(creds, Role.OPERATOR)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > _MAX_FLOW:
+                raise TooLarge(f"a flow file is at most {_MAX_FLOW} bytes")
+        try:
+            yaml_text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"the flow is not UTF-8 (byte {exc.start})") from None
         folder = base_dir or str(Path(node.info()["data_dir"]))
         if not Path(folder).is_dir():
             raise NotFound(f"base_dir {folder!r} is not a folder on node {node.name}")
