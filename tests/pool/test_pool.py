@@ -364,3 +364,11 @@ async def test_result_store_returns_outcome_by_ref_after_completion(make_pool: M
     assert error is not None
     assert "invalid UTF-8" in error
     assert pool.results.get("refs-999") is None
+
+
+async def test_a_batch_to_a_cached_pool_is_answered_from_the_cache(make_pool: MakePool) -> None:
+    pool = await make_pool("cachebatch", COMMANDS, cache_ttl=60.0)
+    assert await pool.call("tick:a", timeout=5) == "a#1"
+    # the repeated message comes from the cache; only "b" reaches the worker
+    outcomes = await asyncio.wait_for(pool.submit_batch(["tick:a", "tick:b", "tick:a"]), 5)
+    assert outcomes == ["a#1", "b#2", "a#1"]

@@ -327,6 +327,9 @@ class Pool:
         if not self._open:
             self._check("")  # raises PoolFailed or PoolStopped, naming the state
         batch = _Batch(asyncio.get_running_loop().create_future(), len(messages))
+        if self.cache is not None:
+            self._submit_cached(messages, batch)
+            return batch.future
         strategy = self.config.strategy
         max_line = self._max_line
         # A free pool with messages queued has no free worker (a worker that
@@ -363,6 +366,27 @@ class Pool:
         if not messages:
             batch.future.set_result([])
         return batch.future
+
+    def _submit_cached(self, messages: Sequence[str], batch: _Batch) -> None:
+        # A cached pool answers what it can from the cache: one submit each.
+        def settle(fut: asyncio.Future[str], part: _Part) -> None:
+            if fut.cancelled():
+                part.set_exception(DropError("cancelled"))
+            elif fut.exception() is not None:
+                part.set_exception(fut.exception())  # type: ignore[arg-type]
+            else:
+                part.set_result(fut.result())
+
+        for index, message in enumerate(messages):
+            part = _Part(batch, index)
+            try:
+                fut = self.submit(message)
+            except (LineTooLong, ProtocolError) as exc:
+                part.set_exception(exc)
+                continue
+            fut.add_done_callback(lambda f, p=part: settle(f, p))
+        if not messages:
+            batch.future.set_result([])
 
     def cast(self, message: str, strategy: Strategy | None = None) -> None:
         """Send ``message`` without waiting; errors of the message become error events."""
