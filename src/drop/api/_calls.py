@@ -38,6 +38,9 @@ async def authorize(
     except AuthError as exc:
         raise Unauthorized(str(exc)) from None
     if not who.allows(need, flow):
+        if who.flows is not None and need is Role.INVOKER:
+            allowed = ", ".join(who.flows) or "none"
+            raise Forbidden(f"user {who.user} may only call flows: {allowed}")
         scope = f" on flow {flow}" if flow else ""
         raise Forbidden(f"user {who.user} ({who.role}) may not do this{scope}; needs {need}")
     return who

@@ -120,7 +120,11 @@ class Client:
             with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise ApiError(response.status_code, response.text)
+                    try:
+                        message = response.json().get("message") or response.text
+                    except ValueError:
+                        message = response.text
+                    raise ApiError(response.status_code, str(message))
 
                 def lines() -> Iterator[str]:
                     for line in response.iter_lines():

@@ -31,7 +31,8 @@ node_app = typer.Typer(help="The node itself.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the node's JSON answer.")]
 _err = Console(stderr=True, soft_wrap=True)
-_out = Console()
+# a pipe gets whole rows, not a table squeezed into 80 columns
+_out = Console(width=None if sys.stdout.isatty() else 240)
 
 
 def node_url(ctx: typer.Context) -> str:
