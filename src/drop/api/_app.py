@@ -336,9 +336,11 @@ def create_app(node: NodeHandle) -> FastAPI:
         base_dir: Annotated[str | None, Query(max_length=4096)] = None,
         replace: bool = False,
         start: bool = False,
+        source: Annotated[str, Query(max_length=256, pattern=r"^[^\x00-\x1f]*$")] = "body",
     ) -> dict[str, Any]:
         """Install a flow from its YAML (the body, at most 1 MiB); ``base_dir`` is
-        the folder its functions run in (default: the node's data dir)."""
+        the folder its functions run in (default: the node's data dir); ``source``
+        names the file in error messages."""
         await need(creds, Role.OPERATOR)
         raw = b""
         async for chunk in request.stream():
@@ -352,7 +354,7 @@ def create_app(node: NodeHandle) -> FastAPI:
         folder = base_dir or str(Path(node.info()["data_dir"]))
         if not Path(folder).is_dir():
             raise NotFound(f"base_dir {folder!r} is not a folder on node {node.name}")
-        inst = await registry.install(yaml_text, folder, replace=replace)
+        inst = await registry.install(yaml_text, folder, replace=replace, source=source)
         if start:
             inst = await registry.start(inst.name)
         return flow_info(inst)

@@ -165,7 +165,7 @@ class Client:
         )
 
     def install(
-        self, yaml_text: str, base_dir: str, *, start: bool, replace: bool
+        self, yaml_text: str, base_dir: str, *, start: bool, replace: bool, source: str = "body"
     ) -> dict[str, Any]:
         result: dict[str, Any] = self.json(
             "POST",
@@ -175,6 +175,7 @@ class Client:
                 "base_dir": base_dir,
                 "start": str(start).lower(),
                 "replace": str(replace).lower(),
+                "source": source,
             },
             headers={"Content-Type": "text/plain"},
         )

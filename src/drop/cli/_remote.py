@@ -203,7 +203,13 @@ def flow_install(
         _err.print(f"drop flow install: cannot read {flow_file}: {exc}")
         raise typer.Exit(RET_USAGE) from None
     with _client(ctx) as client:
-        info = client.install(text, str(flow_file.resolve().parent), start=start, replace=replace)
+        info = client.install(
+            text,
+            str(flow_file.resolve().parent),
+            start=start,
+            replace=replace,
+            source=flow_file.name,
+        )
     _print(info, as_json, lambda i: _out.print(f"flow {i['name']} installed, {i['state']}"))
 
 

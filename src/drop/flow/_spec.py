@@ -21,7 +21,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from drop.flow._units import parse_duration, parse_size
 from drop.function import DEFAULT_MAX_LINE, Mode
@@ -184,14 +192,16 @@ class PoolSpec(_Model):
             return None
         return value
 
-    @model_validator(mode="after")
-    def _hash_is_fixed(self) -> PoolSpec:
-        if self.strategy is Strategy.HASH and self.size.min != self.size.max:
+    @field_validator("strategy")
+    @classmethod
+    def _hash_is_fixed(cls, value: Strategy, info: ValidationInfo) -> Strategy:
+        size = info.data.get("size")
+        if value is Strategy.HASH and isinstance(size, Size) and size.min != size.max:
             raise ValueError(
                 "strategy hash needs a fixed size (size: N) so that a key always reaches "
                 "the same worker"
             )
-        return self
+        return value
 
 
 #: The kinds of scenario step.

@@ -153,7 +153,9 @@ class FlowRegistry:
                     problems.append(f"flow {inst.name}: cannot start: {exc}")
         return problems
 
-    async def install(self, text: str, base_dir: str, *, replace: bool = False) -> Installed:
+    async def install(
+        self, text: str, base_dir: str, *, replace: bool = False, source: str = "body"
+    ) -> Installed:
         """Validate and persist a flow (stopped; ``start`` runs it).
 
         Raises:
@@ -161,7 +163,7 @@ class FlowRegistry:
             Conflict: the name is installed (without ``replace``), or one of
                 its pools is a pool of another flow.
         """
-        inst = self._load(text, base_dir, STOPPED)
+        inst = self._load(text, base_dir, STOPPED, source)
         old = self._flows.get(inst.name)
         if old is not None and not replace:
             raise Conflict(
@@ -215,8 +217,8 @@ class FlowRegistry:
         for inst in list(self._flows.values()):
             await self._stop(inst)
 
-    def _load(self, text: str, base_dir: str, desired: str) -> Installed:
-        loaded = load_flow_text(text, source="body", base_dir=Path(base_dir))
+    def _load(self, text: str, base_dir: str, desired: str, source: str = "body") -> Installed:
+        loaded = load_flow_text(text, source=source, base_dir=Path(base_dir))
         return Installed(loaded, text, base_dir, desired, time.time())
 
     async def _start(self, inst: Installed) -> None:
