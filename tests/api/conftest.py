@@ -65,23 +65,28 @@ class LiveNode:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveNode]:
-    data = tmp_path_factory.mktemp("node")
+async def start_node(data: Path, name: str) -> tuple[Node, str, str]:
+    """A started node on free loopback ports: ``(node, url, admin token)``."""
     cfg = load_config(
         env={},
         flags={
             "data_dir": data,
             "http": "127.0.0.1:0",
             "nats_listen": "127.0.0.1:0",
-            "name": "testnode",
+            "name": name,
         },
     )
     node = Node(cfg, announce=lambda text: None)
     await node.start()
+    secret = (data / "secrets" / "initial-admin").read_text().strip()
+    return node, cfg.url, (await node.auth.login(secret)).token
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveNode]:
+    data = tmp_path_factory.mktemp("node")
+    node, url, admin = await start_node(data, "testnode")
     try:
-        secret = (data / "secrets" / "initial-admin").read_text().strip()
-        admin = (await node.auth.login(secret)).token
         tokens = {}
         for name, role, flows in (
             ("op", Role.OPERATOR, None),
@@ -94,7 +99,7 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveNo
         await node.registry.start("demo")
         await node.registry.install(PUBLIC_FLOW, str(data))
         await node.registry.start("open")
-        yield LiveNode(node, cfg.url, admin, tokens["op"], tokens["inv"], tokens["other"])
+        yield LiveNode(node, url, admin, tokens["op"], tokens["inv"], tokens["other"])
     finally:
         await node.stop()
 
@@ -107,4 +112,4 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-__all__ = ["FLOW", "PUBLIC_FLOW", "ROOT", "LiveNode", "os"]
+__all__ = ["FLOW", "PUBLIC_FLOW", "ROOT", "LiveNode", "os", "start_node"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
-import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -41,8 +40,8 @@ from hypothesis import strategies as st
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 
-from drop.node import Node, load_config
-from tests.api.conftest import FLOW, PUBLIC_FLOW, ROOT
+from drop.node import Node
+from tests.api.conftest import FLOW, PUBLIC_FLOW, ROOT, start_node
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -139,41 +138,14 @@ async def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[F
     """A node of its own, set up like ``live`` (same flows, and ``fz``), that
     the fuzz may wreck."""
     data = tmp_path_factory.mktemp("fuzz-node")
-    cfg = load_config(
-        env={},
-        flags={
-            "data_dir": data,
-            "http": "127.0.0.1:0",
-            "nats_listen": "127.0.0.1:0",
-            "name": "fuzznode",
-        },
-    )
-    node = Node(cfg, announce=lambda text: None)
-    await node.start()
-    _no_delay(node)
+    node, url, admin = await start_node(data, "fuzznode")
     try:
-        secret = (data / "secrets" / "initial-admin").read_text().strip()
-        admin = (await node.auth.login(secret)).token
         for text in (FLOW, PUBLIC_FLOW, NEW_FLOW):
             inst = await node.registry.install(text, str(data))
             await node.registry.start(inst.name)
-        yield FuzzNode(node, cfg.url, admin)
+        yield FuzzNode(node, url, admin)
     finally:
         await node.stop()
-
-
-def _no_delay(node: Node) -> None:
-    """Set TCP_NODELAY on the listening socket (accepted sockets inherit it).
-
-    Works around the node creating its socket with protocol 0, for which
-    asyncio skips TCP_NODELAY: each answer (start and body written apart)
-    then waits ~40 ms for the client's delayed ACK, which would make
-    a thousand sequential fuzz requests take most of a minute."""
-    server = node._server
-    assert server is not None
-    for listener in server.servers:
-        for sock in listener.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def sharpen(raw: dict[str, Any]) -> dict[str, Any]:
