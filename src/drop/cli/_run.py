@@ -12,6 +12,7 @@ import uvloop
 
 from drop.cli._input import read_batches
 from drop.flow import BatchReport, Flow, load_flow, run_batch
+from drop.function import start_guardian, stop_guardian
 
 #: Exit statuses of ``drop run``.
 RET_OK = 0
@@ -43,6 +44,7 @@ def run_flow(
         fd = os.open(input_path, os.O_RDONLY)
         size = os.fstat(fd).st_size
         close = True
+    start_guardian()  # a kill -9 of drop run leaves no worker's child behind
     try:
         report = uvloop.run(_main(Flow(loaded, data_dir=data_dir), fd, size, progress))
     except KeyboardInterrupt:
@@ -52,6 +54,7 @@ def run_flow(
         sys.stderr.write("drop run: terminated; the flow was stopped, its workers are gone\n")
         return RET_TERMINATED
     finally:
+        stop_guardian()
         if close:
             os.close(fd)
     return _summarise(report, loaded.spec.name, data_dir)

@@ -1,5 +1,6 @@
 """Functions: programs that speak the line protocol, one worker process each."""
 
+from drop.function._guard import start_guardian, stop_guardian
 from drop.function._logs import LogSink, StderrTail
 from drop.function._worker import (
     DEFAULT_MAX_LINE,
@@ -21,4 +22,6 @@ __all__ = [
     "WorkerConfig",
     "WorkerListener",
     "WorkerState",
+    "start_guardian",
+    "stop_guardian",
 ]

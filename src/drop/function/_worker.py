@@ -39,6 +39,7 @@ from drop.errors import (
     WorkerGone,
     WorkerTimeout,
 )
+from drop.function import _guard
 from drop.function._logs import LogSink, StderrTail
 from drop.function._memory import MemoryLimit
 
@@ -307,6 +308,7 @@ class Worker(asyncio.SubprocessProtocol):
             self._transport = transport
             self._stdin = transport.get_pipe_transport(0)  # type: ignore[assignment]
             self.pid = transport.get_pid()
+            _guard.track(self.pid)
 
     @property
     def alive(self) -> bool:
@@ -726,5 +728,7 @@ class Worker(asyncio.SubprocessProtocol):
         self._refs.clear()
         for fut, started in pending:
             self._fail(fut, err_type(f"worker {self.name} {detail}"), started)
+        if self.pid is not None:
+            _guard.untrack(self.pid)
         self._exited.set()
         self._listener.worker_exited(self, detail, expected)

@@ -31,6 +31,7 @@ import uvicorn
 from drop import __version__
 from drop.api import Auth, create_asgi
 from drop.errors import DropError
+from drop.function import start_guardian, stop_guardian
 from drop.node._config import NodeConfig
 from drop.node._registry import FlowRegistry
 from drop.state import EmbeddedNats, NatsStore
@@ -80,6 +81,7 @@ class Node:
         """
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        start_guardian()  # even a kill -9 of the node leaves no worker's child behind
         if cfg.nats:
             self.nats_url = cfg.nats
         else:
@@ -195,6 +197,7 @@ class Node:
         if self._nats is not None:
             await self._nats.stop()
             self._nats = None
+        stop_guardian()
 
     # -- what the API shows -----------------------------------------------------------
 
