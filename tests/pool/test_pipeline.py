@@ -102,3 +102,26 @@ async def test_a_sync_worker_answering_with_two_lines_is_caught_not_shifted() ->
         assert outcomes[3:] == ["c", "d"]
     finally:
         await pool.stop()
+
+
+async def test_a_stream_source_that_finishes_stops_its_pool_without_failing_it() -> None:
+    # Given a stream worker that writes three events and exits 0 (restart: on-failure)
+    source = "import sys\nsys.stdin.readline()\nprint('e1\\ne2\\ne3', flush=True)\n"
+    worker = WorkerConfig(
+        argv=(sys.executable, "-c", source), cwd=".", env=worker_env("s"), mode=Mode.STREAM
+    )
+    pool = Pool(PoolConfig(name="source", worker=worker, restart=Restart.ON_FAILURE))
+    events: list[str] = []
+    pool.add_listener(events.append)
+    await pool.start()
+    try:
+        # Then its events arrive and the pool ends stopped, not failed
+        for _ in range(200):
+            if pool.state is PoolState.STOPPED:
+                break
+            await asyncio.sleep(0.01)
+        assert events == ["e1", "e2", "e3"]
+        assert pool.state is PoolState.STOPPED
+        assert "not restarted (restart: on-failure)" in pool.reason
+    finally:
+        await pool.stop()

@@ -601,8 +601,15 @@ class Pool:
         else:
             self._slots.pop(slot.index, None)
             if not self._slots:
-                # nothing left to answer what waits, and nothing will restart
-                self._fail_pool(f"{decision.reason}; no worker left")
+                # nothing left to answer what waits, and nothing will restart:
+                # a clean finish (a stream source that is done) stops the pool,
+                # a failure fails it
+                if clean:
+                    self.state = PoolState.STOPPED
+                    self.reason = f"{decision.reason}; no worker left"
+                    self._fail_waiting(PoolStopped(f"pool {self.name} stopped: {self.reason}"))
+                else:
+                    self._fail_pool(f"{decision.reason}; no worker left")
                 return
             self._requeue(slot)
 
