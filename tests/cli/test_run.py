@@ -247,3 +247,9 @@ def test_sigterm_stops_the_run_and_leaves_no_process_behind(tmp_path: Path) -> N
     while hung() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert hung() == []
+
+
+def test_the_progress_bar_stays_off_stdout(tmp_path: Path) -> None:
+    result = drop("run", str(SSHGUARD), "--input", str(SAMPLE), "--progress", tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected_hosts(SAMPLE.read_text(encoding="utf-8").splitlines())

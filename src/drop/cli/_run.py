@@ -77,7 +77,8 @@ async def _main(flow: Flow, fd: int, size: int | None, progress: bool) -> BatchR
         report = await run_batch(flow, read_batches(fd), emit)
         out.flush()
         return report
-    from rich.progress import BarColumn, Progress, TransferSpeedColumn  # only on a terminal
+    from rich.console import Console  # only on a terminal
+    from rich.progress import BarColumn, Progress, TransferSpeedColumn
 
     with Progress(
         "[progress.description]{task.description}",
@@ -85,6 +86,7 @@ async def _main(flow: Flow, fd: int, size: int | None, progress: bool) -> BatchR
         "[progress.percentage]{task.percentage:>3.0f}%",
         TransferSpeedColumn(),
         transient=True,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task(f"{flow.name}", total=size)
         report = await run_batch(
