@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ RET_AUTH = 4
 flow_app = typer.Typer(help="Install and manage flows on a node.", no_args_is_help=True)
 pool_app = typer.Typer(help="Look at and scale running pools.", no_args_is_help=True)
 node_app = typer.Typer(help="The node itself.", no_args_is_help=True)
+token_app = typer.Typer(help="List and revoke tokens (admin).", no_args_is_help=True)
+user_app = typer.Typer(help="Add users (admin).", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the node's JSON answer.")]
 _err = Console(stderr=True, soft_wrap=True)
@@ -368,3 +371,48 @@ def node_stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _pools_table([{"pool": k, **v} for k, v in s["pools"].items()])
 
     _print(stats, as_json, render)
+
+
+# -- tokens and users ----------------------------------------------------------------
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Live tokens: id, user, role, flows, expiry (never the secret part)."""
+    with _client(ctx) as client:
+        tokens = client.json("GET", "/v1/auth/tokens")
+
+    def render(items: list[dict[str, Any]]) -> None:
+        table = Table("id", "user", "role", "flows", "expires")
+        for t in items:
+            flows = ", ".join(t["flows"]) if t.get("flows") else "all"
+            expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["expires"]))
+            table.add_row(t["id"], t["user"], t["role"], flows, expires)
+        _out.print(table)
+
+    _print(tokens, as_json, render)
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a token at once."""
+    with _client(ctx) as client:
+        client.json("DELETE", f"/v1/auth/tokens/{token_id}")
+    _err.print(f"token {token_id} revoked")
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Letters, digits, _ and -.")],
+    role: Annotated[str, typer.Option(help="admin, operator or invoker.")] = "invoker",
+    flow: Annotated[
+        list[str], typer.Option("--flow", help="Limit an invoker to this flow (repeatable).")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Create a user and print its secret (shown this once) on stdout."""
+    body: dict[str, Any] = {"name": name, "role": role, "flows": flow or None}
+    with _client(ctx) as client:
+        answer = client.json("POST", "/v1/auth/users", json=body)
+    sys.stdout.write(answer["secret"] + "\n")
+    _err.print(f"user {name} ({role}) created; log in with: drop login (secret on stdin)")

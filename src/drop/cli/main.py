@@ -24,6 +24,8 @@ flow_app = _remote.flow_app
 app.add_typer(flow_app, name="flow", help="Check, install and manage flows.")
 app.add_typer(_remote.pool_app, name="pool")
 app.add_typer(_remote.node_app, name="node")
+app.add_typer(_remote.token_app, name="token")
+app.add_typer(_remote.user_app, name="user")
 app.command()(_up.up)
 app.command()(_remote.login)
 app.command()(_remote.call)
