@@ -123,7 +123,7 @@ def test_a_broken_flow_file_exits_2_naming_file_and_line(tmp_path: Path) -> None
     flow.write_text("name: x\nfunc:\n  - name: a\n    cmd: cat\n    sub: [{name: ghost}]\n")
     result = drop("run", str(flow), "--input", "-", stdin=b"", tmp=tmp_path)
     assert result.returncode == 2
-    assert f"{flow}:5: func[0].sub[0].name: unknown pool 'ghost' (pools: a)" in result.stderr
+    assert f"{flow}:5: func[0] (a).sub[0].name: unknown pool 'ghost' (pools: a)" in result.stderr
     validate = drop("flow", "validate", str(flow), tmp=tmp_path)
     assert validate.returncode == 2 and "unknown pool 'ghost'" in validate.stderr
 

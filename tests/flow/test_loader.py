@@ -122,7 +122,9 @@ def test_unknown_pool_in_a_subscription_is_named_with_its_line() -> None:
     )
     with pytest.raises(SpecError) as err:
         load_flow_text(text, source="f.yaml")
-    assert err.value.problems == ["f.yaml:6: func[0].sub[0].name: unknown pool 'ghost' (pools: a)"]
+    assert err.value.problems == [
+        "f.yaml:6: func[0] (a).sub[0].name: unknown pool 'ghost' (pools: a)"
+    ]
 
 
 def test_duplicate_keys_and_pool_names_are_errors() -> None:
@@ -212,3 +214,23 @@ def test_yaml_nested_past_the_recursion_limit_is_a_spec_error() -> None:
     text = "name: f\nfunc: [{name: a, cmd: cat}]\ndeep: " + "[" * 5000 + "]" * 5000 + "\n"
     with pytest.raises(SpecError, match="nests too deep"):
         load_flow_text(text, source="deep.yaml")
+
+
+def test_validate_lists_field_and_name_problems_together_in_line_order() -> None:
+    text = (
+        "name: f\n"  # 1
+        "func:\n"  # 2
+        "  - name: a\n"  # 3
+        "    cmd: cat\n"  # 4
+        "    size: {min: 3, max: 1}\n"  # 5
+        "  - name: a\n"  # 6
+        "    cmd: cat\n"  # 7
+        "    sub: [{name: ghost}]\n"  # 8
+    )
+    with pytest.raises(SpecError) as err:
+        load_flow_text(text, source="f.yaml")
+    assert err.value.problems == [
+        "f.yaml:5: func[0] (a).size: max (1) must be >= min (3)",
+        "f.yaml:6: func[1] (a).name: duplicate pool name 'a'",
+        "f.yaml:8: func[1] (a).sub[0].name: unknown pool 'ghost' (pools: a)",
+    ]

@@ -102,13 +102,13 @@ def load_flow_text(
     data = _apply_vars(data, overrides or {}, lines, problems, source)
     if problems:
         raise SpecError(problems)
+    problems = check_flow(data, lines, source)
     try:
         spec = FlowSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError([_describe(err, data, lines, source) for err in exc.errors()]) from None
-    problems = check_flow(spec, lines, source)
+        problems = [_describe(err, data, lines, source) for err in exc.errors()] + problems
     if problems:
-        raise SpecError(problems)
+        raise SpecError(sorted(problems, key=_problem_line))
     return LoadedFlow(spec, source, base_dir or Path.cwd())
 
 
@@ -190,13 +190,14 @@ def _apply_vars(
 def _show(path: _Path, data: Any = None) -> str:
     text = ""
     node = data
-    for part in path:
+    for at, part in enumerate(path):
         if isinstance(part, int):
             text += f"[{part}]"
             if isinstance(node, list) and part < len(node):
                 node = node[part]
                 name = node.get("name") if isinstance(node, dict) else None
-                if isinstance(name, str):
+                # a pool is easier to find by its name than by its index
+                if isinstance(name, str) and path[at - 1] == "func":
                     text += f" ({name})"
             else:
                 node = None
@@ -237,6 +238,13 @@ def _describe(err: Any, data: Any, lines: dict[_Path, int], source: str) -> str:
     return f"{source}:{line}: {_show(path, data)}: {msg}"
 
 
+def _problem_line(problem: str) -> int:
+    # "file:LINE: ..." (the file name may hold colons; the line is the last number)
+    head = problem.split(": ", 1)[0]
+    digits = head.rpartition(":")[2]
+    return int(digits) if digits.isdigit() else 0
+
+
 def _line_of(path: _Path, lines: dict[_Path, int]) -> int:
     while path and path not in lines:
         path = path[:-1]
@@ -244,38 +252,67 @@ def _line_of(path: _Path, lines: dict[_Path, int]) -> int:
 
 
 def check_flow(
-    spec: FlowSpec, lines: dict[_Path, int] | None = None, source: str = "<flow>"
+    data: dict[str, Any], lines: dict[_Path, int] | None = None, source: str = "<flow>"
 ) -> list[str]:
     """Problems a single field cannot see: names that must exist or be unique.
+
+    Works on the plain data of a flow file, so it also runs when some fields
+    are invalid, and ``drop flow validate`` lists every problem at once.
 
     Returns:
         every problem as ``"file:line: path: message"``; empty when the flow is sound.
     """
     lines = lines or {}
     problems: list[str] = []
-    names = [p.name for p in spec.func]
+    pools = [p for p in _items(data.get("func")) if isinstance(p, dict)]
+    names = [p["name"] for p in pools if isinstance(p.get("name"), str)]
 
     def at(path: _Path, msg: str) -> None:
-        problems.append(f"{source}:{_line_of(path, lines)}: {_show(path)}: {msg}")
+        problems.append(f"{source}:{_line_of(path, lines)}: {_show(path, data)}: {msg}")
 
-    known = ", ".join(names)
+    known = ", ".join(dict.fromkeys(names))
     seen: set[str] = set()
-    for i, pool in enumerate(spec.func):
-        if pool.name in seen:
-            at(("func", i, "name"), f"duplicate pool name {pool.name!r}")
-        seen.add(pool.name)
-        for j, sub in enumerate(pool.sub):
-            if sub.name not in names:
-                at(("func", i, "sub", j, "name"), f"unknown pool {sub.name!r} (pools: {known})")
-    for key, value in (("entry", spec.entry), *(("output", n) for n in spec.output or [])):
-        if value is not None and value not in names:
+    for i, pool in enumerate(_items(data.get("func"))):
+        if not isinstance(pool, dict):
+            continue
+        name = pool.get("name")
+        if isinstance(name, str) and name in seen:
+            at(("func", i, "name"), f"duplicate pool name {name!r}")
+        seen.add(str(name))
+        for j, sub in enumerate(_items(pool.get("sub"))):
+            target = sub.get("name") if isinstance(sub, dict) else None
+            if isinstance(target, str) and target not in names:
+                at(("func", i, "sub", j, "name"), f"unknown pool {target!r} (pools: {known})")
+    outputs = [("output", n) for n in _items(data.get("output"))]
+    for key, value in (("entry", data.get("entry")), *outputs):
+        if isinstance(value, str) and value not in names:
             at((key,), f"unknown pool {value!r} (pools: {known})")
-    for scenario, steps in spec.scenarios.items():
-        for k, step in enumerate(steps):
-            for name in step.pools_named():
+    scenarios = data.get("scenarios")
+    for scenario, steps in scenarios.items() if isinstance(scenarios, dict) else []:
+        for k, step in enumerate(_items(steps)):
+            if not isinstance(step, dict) or len(step) != 1:
+                continue
+            ((kind, arg),) = step.items()
+            for name in _step_pools(arg):
                 if name not in names:
                     at(
                         ("scenarios", scenario, k),
-                        f"{step.kind}: unknown pool {name!r} (pools: {known})",
+                        f"{kind}: unknown pool {name!r} (pools: {known})",
                     )
     return problems
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _step_pools(arg: Any) -> list[str]:
+    """The pool names a step's argument refers to (``name``, ``[names]``, or a mapping)."""
+    if isinstance(arg, str):
+        return [arg]
+    if isinstance(arg, list):
+        return [a for a in arg if isinstance(a, str)]
+    if isinstance(arg, dict):
+        named = [arg.get("pool"), arg.get("to"), *_items(arg.get("pools"))]
+        return [n for n in named if isinstance(n, str)]
+    return []
