@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
 import pytest
 
 from drop.function import DEFAULT_MAX_LINE, Mode, WorkerConfig
@@ -111,3 +112,24 @@ async def make_pool(tmp_path: Path) -> AsyncIterator[MakePool]:
     for pool in pools:
         if pool.state not in (PoolState.STOPPED, PoolState.PENDING):
             await pool.stop(timeout=2.0)
+
+
+def processes_with(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line holds ``marker`` (tests give the
+    processes they start a unique one, e.g. with ``exec -a``)."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or []) and p.is_running()
+    ]
+
+
+def wait_until(pred: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``pred`` (synchronously) until it is truthy or ``timeout`` passes;
+    return its last value."""
+    deadline = time.monotonic() + timeout
+    value = pred()
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = pred()
+    return value

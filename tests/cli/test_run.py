@@ -8,11 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import processes_with, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DROP = str(Path(sys.executable).parent / "drop")
@@ -207,8 +208,6 @@ def test_a_pool_that_fails_stops_the_run_early_with_a_summary(tmp_path: Path) ->
 
 
 def test_sigterm_stops_the_run_and_leaves_no_process_behind(tmp_path: Path) -> None:
-    import psutil
-
     # Given a run whose worker hangs in a child of its own (a grandchild of drop)
     marker = f"drop-test-{os.getpid()}-hang"
     (tmp_path / "hang.sh").write_text(f"read line; exec -a {marker} sleep 1000\n")
@@ -226,27 +225,14 @@ def test_sigterm_stops_the_run_and_leaves_no_process_behind(tmp_path: Path) -> N
     proc.stdin.write(b"x\n")
     proc.stdin.flush()
 
-    def hung() -> list[psutil.Process]:
-        return [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if marker in " ".join(p.info["cmdline"] or [])
-        ]
-
-    deadline = time.monotonic() + 10
-    while not hung() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert hung(), "the worker's child never started"
+    assert wait_until(lambda: processes_with(marker), 10), "the worker's child never started"
     # When drop run gets SIGTERM
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     # Then it says so, exits 143, and the grandchild is gone too
     assert proc.returncode == 143
     assert b"terminated; the flow was stopped" in err
-    deadline = time.monotonic() + 5
-    while hung() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert hung() == []
+    assert wait_until(lambda: not processes_with(marker), 5)
 
 
 def test_the_progress_bar_stays_off_stdout(tmp_path: Path) -> None:

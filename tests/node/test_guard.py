@@ -6,20 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+from tests.conftest import processes_with, wait_until
 
 DROP = str(Path(sys.executable).parent / "drop")
-
-
-def _with_marker(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def test_a_kill_9_of_drop_run_takes_the_workers_own_children_with_it(tmp_path: Path) -> None:
@@ -39,20 +30,14 @@ def test_a_kill_9_of_drop_run_takes_the_workers_own_children_with_it(tmp_path: P
         env=env,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not _with_marker(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _with_marker(marker), "the worker's child never started"
+        assert wait_until(lambda: processes_with(marker), 10), "the worker's child never started"
         # When drop run is killed outright
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
         # Then the guardian kills the child too
-        deadline = time.monotonic() + 5
-        while _with_marker(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _with_marker(marker) == []
+        assert wait_until(lambda: not processes_with(marker), 5)
     finally:
-        for leftover in _with_marker(marker):
+        for leftover in processes_with(marker):
             leftover.kill()
         if proc.poll() is None:
             proc.kill()
