@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, Query, Request, Response, Security
+from fastapi import Depends, FastAPI, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -75,6 +75,21 @@ class UserBody(BaseModel):
     flows: list[str] | None = None
 
 
+class CallOptions:
+    """The query of the call routes: ``?async=1``, ``?batch=1``, ``?timeout=S``."""
+
+    def __init__(
+        self,
+        is_async: Annotated[bool, Query(alias="async")] = False,
+        batch: bool = False,
+        timeout: Annotated[float | None, Query(gt=0, le=3600)] = None,
+    ) -> None:
+        self.is_async = is_async
+        self.batch = batch
+        self.timeout = timeout
+
+
+CallOpts = Annotated[CallOptions, Depends()]
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /v1/auth/login")
 Creds = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -140,11 +155,9 @@ def create_app(node: NodeHandle) -> FastAPI:
     async def too_large(request: Request, exc: TooLarge) -> JSONResponse:
         return JSONResponse({"error": "TooLarge", "message": str(exc)}, status_code=413)
 
-    async def invoke(
-        pool: Pool, request: Request, is_async: bool, batch: bool, timeout: float | None
-    ) -> Response:
+    async def invoke(pool: Pool, request: Request, options: CallOptions) -> Response:
         message, as_json = await read_message(request)
-        if batch:
+        if options.batch:
             # lines end at "\n" (or "\r\n"), as for `drop run`: str.splitlines
             # would also split at \f, U+2028..., breaking one outcome per line
             messages = [m.removesuffix("\r") for m in message.split("\n")] if message else []
@@ -158,10 +171,10 @@ def create_app(node: NodeHandle) -> FastAPI:
             return PlainTextResponse(
                 "".join(line + "\n" for line in lines), media_type="application/x-ndjson"
             )
-        if is_async:
+        if options.is_async:
             ref = pool.submit_ref(message)
             return JSONResponse({"ref": ref, "result": f"/v1/results/{ref}"}, status_code=202)
-        result = await pool.call(message, timeout)
+        result = await pool.call(message, options.timeout)
         if as_json:
             return JSONResponse({"result": result})
         return PlainTextResponse(result)
@@ -181,22 +194,20 @@ def create_app(node: NodeHandle) -> FastAPI:
         flow: str,
         request: Request,
         creds: Creds,
-        is_async: Annotated[bool, Query(alias="async")] = False,
-        batch: bool = False,
-        timeout: Annotated[float | None, Query(gt=0, le=3600)] = None,
+        options: CallOpts,
     ) -> Response:
         """Send a message (the body) to the flow's entry pool and wait for its result.
 
         ``?async=1`` answers 202 with a ref; ``?batch=1`` takes one message per
         line and answers NDJSON, one outcome per line, in order."""
         await call_guard(creds, flow)
-        return await invoke(running_flow_entry(flow), request, is_async, batch, timeout)
+        return await invoke(running_flow_entry(flow), request, options)
 
     @app.post("/api/v1/{flow}", responses={200: _TEXT}, tags=["call"])
     async def call_flow_original(flow: str, request: Request, creds: Creds) -> Response:
         """The original DROP's call URL: same as ``POST /v1/flows/{flow}/call``."""
         await call_guard(creds, flow)
-        return await invoke(running_flow_entry(flow), request, False, False, None)
+        return await invoke(running_flow_entry(flow), request, CallOptions())
 
     @app.post("/v1/flows/{flow}/cast", status_code=202, tags=["call"])
     async def cast_flow(flow: str, request: Request, creds: Creds) -> dict[str, str]:
@@ -212,14 +223,12 @@ def create_app(node: NodeHandle) -> FastAPI:
         pool: str,
         request: Request,
         creds: Creds,
-        is_async: Annotated[bool, Query(alias="async")] = False,
-        batch: bool = False,
-        timeout: Annotated[float | None, Query(gt=0, le=3600)] = None,
+        options: CallOpts,
     ) -> Response:
         """Send a message to one pool and wait for its result (see the flow call)."""
         flow, target = registry.pool(pool)
         await call_guard(creds, flow)
-        return await invoke(target, request, is_async, batch, timeout)
+        return await invoke(target, request, options)
 
     @app.post("/v1/pools/{pool}/cast", status_code=202, tags=["call"])
     async def cast_pool(pool: str, request: Request, creds: Creds) -> dict[str, str]:
